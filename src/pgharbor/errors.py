@@ -1,0 +1,103 @@
+"""The error tree. Only the CLI entry point turns these into a message line and an exit code.
+
+Exit codes stay below 126: PostgreSQL treats a higher exit status from
+archive_command/restore_command as fatal for the archiver or for recovery.
+"""
+
+from __future__ import annotations
+
+
+class PgharborError(Exception):
+    """Base of every error a user can cause or see. ``code`` is the process exit status."""
+
+    code = 1
+    hint: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+    def line(self) -> str:
+        msg = f"pgharbor: error: {self}"
+        if self.hint:
+            msg += f" (hint: {self.hint})"
+        return msg
+
+
+class UsageError(PgharborError):
+    code = 2
+
+
+class ConfigError(PgharborError):
+    code = 3
+
+
+class CatalogError(PgharborError):
+    code = 4
+
+
+class CatalogUnavailable(CatalogError):
+    code = 5
+
+
+class NotFound(PgharborError):
+    """A named thing (cluster, target, backup) is not in the catalog."""
+
+    code = 6
+
+
+class Conflict(PgharborError):
+    """The request contradicts what is already recorded or stored."""
+
+    code = 7
+
+
+class WalValidationError(PgharborError):
+    """A WAL file is not what its name and the cluster say it is."""
+
+    code = 8
+
+
+class ArchiveIncomplete(PgharborError):
+    """Fewer durable copies than required: PostgreSQL must keep the WAL and retry."""
+
+    code = 9
+
+
+class StorageError(PgharborError):
+    code = 10
+
+
+class ObjectNotFound(StorageError):
+    code = 11
+
+
+class ObjectExists(StorageError):
+    code = 12
+
+
+class StorageUnavailable(StorageError):
+    """The target cannot be reached (network, timeout, server down)."""
+
+    code = 13
+
+
+class StoragePermissionDenied(StorageError):
+    code = 14
+
+
+class IntegrityError(StorageError):
+    """A stored object failed its checksum, or its metadata does not match."""
+
+    code = 15
+
+
+class EncryptionError(PgharborError):
+    code = 16
+
+
+class PostgresError(PgharborError):
+    """Talking to a managed PostgreSQL cluster failed."""
+
+    code = 17

@@ -1,0 +1,172 @@
+"""file:// backend: a local disk or an NFS mount.
+
+Writes go to a temporary name in the destination folder, are fsynced, then renamed
+(or hard-linked, when overwriting is not allowed, so an existing object can never be
+replaced), and the folder is fsynced so the new name itself is durable.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from pgharbor.errors import (
+    ObjectExists,
+    ObjectNotFound,
+    StorageError,
+    StoragePermissionDenied,
+    StorageUnavailable,
+)
+from pgharbor.storage.base import TMP_MARK, ObjectInfo, check_key
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FileStorage:
+    def __init__(self, url: str, *, fsync: bool = True) -> None:
+        self.url = url
+        self.root = Path(unquote(urlsplit(url).path))
+        self.fsync = fsync
+
+    def __repr__(self) -> str:
+        return f"FileStorage({self.url!r})"
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def _error(self, exc: OSError, key: str) -> StorageError:
+        where = f"{self.url} ({key})"
+        if isinstance(exc, FileNotFoundError):
+            return ObjectNotFound(f"{where}: no such object")
+        if isinstance(exc, PermissionError):
+            return StoragePermissionDenied(f"{where}: permission denied")
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return StorageError(f"{where}: no space left on the target")
+        if exc.errno in (errno.EIO, errno.ESTALE, errno.ENOTCONN, errno.EROFS):
+            return StorageUnavailable(f"{where}: {exc.strerror}")
+        return StorageError(f"{where}: {exc.strerror or exc}")
+
+    def _makedirs(self, folder: Path) -> None:
+        missing: list[Path] = []
+        p = folder
+        while not p.exists():
+            missing.append(p)
+            if p.parent == p:
+                break
+            p = p.parent
+        if missing and not self.root.exists():
+            raise StorageUnavailable(f"{self.url}: target root {self.root} does not exist")
+        for d in reversed(missing):
+            try:
+                d.mkdir()
+            except FileExistsError:
+                continue
+            if self.fsync:
+                _fsync_dir(d.parent)
+
+    def put(self, key: str, data: bytes, *, overwrite: bool = True) -> None:
+        path = self._path(key)
+        tmp = path.with_name(f"{TMP_MARK}{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        try:
+            self._makedirs(path.parent)
+            if not overwrite and path.exists():
+                raise ObjectExists(f"{self.url} ({key}): object exists")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                if self.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            if overwrite:
+                os.replace(tmp, path)
+            else:
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    raise ObjectExists(f"{self.url} ({key}): object exists") from None
+                finally:
+                    os.unlink(tmp)
+            if self.fsync:
+                _fsync_dir(path.parent)
+        except OSError as exc:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise self._error(exc, key) from exc
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except IsADirectoryError:
+            raise ObjectNotFound(f"{self.url} ({key}): no such object") from None
+        except OSError as exc:
+            raise self._error(exc, key) from exc
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        try:
+            with open(self._path(key), "rb") as f:
+                f.seek(start)
+                return f.read(length)
+        except OSError as exc:
+            raise self._error(exc, key) from exc
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        try:
+            st = self._path(key).stat()
+        except FileNotFoundError:
+            if not self.root.is_dir():
+                raise StorageUnavailable(f"{self.url}: target root {self.root} does not exist")
+            return None
+        except OSError as exc:
+            raise self._error(exc, key) from exc
+        return ObjectInfo(key, st.st_size)
+
+    def exists(self, key: str) -> bool:
+        return self.stat(key) is not None
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        if not self.root.is_dir():
+            raise StorageUnavailable(f"{self.url}: target root {self.root} does not exist")
+        # Walk only the folder that can contain the prefix.
+        folder = prefix.rpartition("/")[0]
+        start = self.root / folder if folder else self.root
+        found: list[ObjectInfo] = []
+        try:
+            for dirpath, dirnames, filenames in os.walk(start):
+                dirnames.sort()
+                rel = os.path.relpath(dirpath, self.root)
+                for fn in filenames:
+                    if fn.startswith(TMP_MARK):
+                        continue
+                    key = fn if rel == "." else f"{rel}/{fn}"
+                    if key.startswith(prefix):
+                        found.append(ObjectInfo(key, os.stat(os.path.join(dirpath, fn)).st_size))
+        except OSError as exc:
+            raise self._error(exc, prefix) from exc
+        found.sort(key=lambda o: o.key)
+        return iter(found)
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise self._error(exc, key) from exc
+
+    def close(self) -> None:
+        return None
