@@ -101,3 +101,10 @@ class PostgresError(PgharborError):
     """Talking to a managed PostgreSQL cluster failed."""
 
     code = 17
+
+
+class WalNotArchived(PgharborError):
+    """wal fetch: no target has the file. Exit 1 is what PostgreSQL reads as "not in the
+    archive" (the normal end of recovery, or a timeline probe)."""
+
+    code = 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from pgharbor.errors import UsageError, WalValidationError
 
@@ -22,7 +22,7 @@ _LONG_HEADER = struct.Struct("<HHIQI4xQII")
 LONG_HEADER_SIZE = _LONG_HEADER.size  # 40
 
 
-class WalKind(str, Enum):
+class WalKind(StrEnum):
     SEGMENT = "segment"
     PARTIAL = "partial"
     HISTORY = "history"

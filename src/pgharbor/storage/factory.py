@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from pgharbor.errors import UsageError
+from pgharbor.errors import ConfigError, UsageError
 from pgharbor.storage.base import Storage
 
 SCHEMES = ("file", "ssh", "s3", "memory")
@@ -18,8 +18,7 @@ def validate_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in SCHEMES:
         raise UsageError(
-            f"unsupported target URL {url!r}: expected one of "
-            + ", ".join(f"{s}://" for s in SCHEMES)
+            f"unsupported target URL {url!r}: expected file://, ssh:// or s3://"
         )
     if parts.scheme == "file" and (parts.netloc not in ("", "localhost") or not parts.path):
         raise UsageError(f"bad file URL {url!r}: use file:///absolute/path")
@@ -34,6 +33,13 @@ def open_storage(url: str, options: Mapping[str, Any] | None = None) -> Storage:
     validate_url(url)
     scheme = urlsplit(url).scheme
     opts = dict(options or {})
+    try:
+        return _open(scheme, url, opts)
+    except TypeError as exc:  # an unknown option for this backend in the config file
+        raise ConfigError(f"bad settings for target {url}: {exc}") from None
+
+
+def _open(scheme: str, url: str, opts: dict[str, Any]) -> Storage:
     if scheme == "file":
         from pgharbor.storage.file import FileStorage
 
@@ -45,7 +51,7 @@ def open_storage(url: str, options: Mapping[str, Any] | None = None) -> Storage:
     if scheme == "ssh":
         from pgharbor.storage.ssh import SSHStorage
 
-        return SSHStorage(url, **opts)
+        return SSHStorage(url, **opts)  # type: ignore[no-any-return]
     from pgharbor.storage.s3 import S3Storage
 
     return S3Storage(url, **opts)

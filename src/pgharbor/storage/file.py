@@ -7,6 +7,7 @@ replaced), and the folder is fsynced so the new name itself is durable.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -33,7 +34,8 @@ def _fsync_dir(path: Path) -> None:
 
 
 class FileStorage:
-    def __init__(self, url: str, *, fsync: bool = True) -> None:
+    def __init__(self, url: str, *, fsync: bool = True, timeout: float | None = None) -> None:
+        # timeout: accepted for a uniform interface; local and NFS I/O has no timeout.
         self.url = url
         self.root = Path(unquote(urlsplit(url).path))
         self.fsync = fsync
@@ -102,10 +104,8 @@ class FileStorage:
             if self.fsync:
                 _fsync_dir(path.parent)
         except OSError as exc:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            except OSError:
-                pass
             raise self._error(exc, key) from exc
 
     def get(self, key: str) -> bytes:
@@ -129,7 +129,9 @@ class FileStorage:
             st = self._path(key).stat()
         except FileNotFoundError:
             if not self.root.is_dir():
-                raise StorageUnavailable(f"{self.url}: target root {self.root} does not exist")
+                raise StorageUnavailable(
+                    f"{self.url}: target root {self.root} does not exist"
+                ) from None
             return None
         except OSError as exc:
             raise self._error(exc, key) from exc

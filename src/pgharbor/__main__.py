@@ -1,0 +1,5 @@
+import sys
+
+from pgharbor.entry import main
+
+sys.exit(main())

@@ -1,0 +1,77 @@
+"""wal fetch: one WAL file from the first target that has a good copy, written
+atomically to DEST. Used as PostgreSQL's restore_command."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from dataclasses import dataclass
+
+from pgharbor import envelope
+from pgharbor.archive.context import HotSession
+from pgharbor.domain.wal import parse_name
+from pgharbor.errors import (
+    IntegrityError,
+    ObjectNotFound,
+    StorageError,
+    UsageError,
+    WalNotArchived,
+)
+from pgharbor.settings import Settings
+from pgharbor.storage.factory import open_storage
+from pgharbor.storage.layout import wal_key
+
+
+@dataclass
+class FetchResult:
+    name: str
+    target: str
+    size: int
+    skipped: list[str]
+
+
+def write_atomic(dest: str, data: bytes) -> None:
+    folder = os.path.dirname(dest) or "."
+    tmp = os.path.join(folder, f".pgharbor-fetch.{os.getpid()}.{secrets.token_hex(4)}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, dest)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise UsageError(f"cannot write {dest}: {exc.strerror}") from None
+
+
+def fetch(settings: Settings, cluster: str, name: str, dest: str) -> FetchResult:
+    wal = parse_name(name)
+    session = HotSession(settings, cluster)
+    session.close()
+    ctx = session.ctx
+    key = wal_key(ctx.name, wal)
+    problems: list[str] = []
+    for placement in ctx.placements:
+        try:
+            storage = open_storage(placement.url, settings.target_options(placement.target))
+            blob = storage.get(key)
+        except ObjectNotFound:
+            continue
+        except StorageError as exc:
+            problems.append(f"{placement.target}: {exc}")
+            continue
+        try:
+            meta, data = envelope.unseal(blob)
+            if meta.name != wal.name or meta.system_identifier != str(ctx.system_identifier):
+                raise IntegrityError(
+                    f"object holds {meta.name} of system {meta.system_identifier}, not "
+                    f"{wal.name} of {ctx.system_identifier}"
+                )
+        except IntegrityError as exc:
+            problems.append(f"{placement.target}: {exc}")
+            continue
+        write_atomic(dest, data)
+        return FetchResult(wal.name, placement.target, len(data), problems)
+    if problems:
+        raise StorageError(f"{wal.name}: no good copy could be read: " + "; ".join(problems))
+    raise WalNotArchived(f"{wal.name} is not in the archive of cluster {cluster!r}")

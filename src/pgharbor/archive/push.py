@@ -1,0 +1,208 @@
+"""wal push: one WAL file from pg_wal to the cluster's targets, in priority order.
+
+Runs once per 16 MiB of WAL as PostgreSQL's archive_command: imports stay lean (no
+ORM, no CLI framework), and a file every target already holds costs one header read
+per target and no compression.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pgharbor import envelope
+from pgharbor.archive.context import ClusterContext, HotSession, Placement
+from pgharbor.domain.wal import WalKind, WalName, parse_name, validate_segment, validate_text_file
+from pgharbor.errors import (
+    ArchiveIncomplete,
+    Conflict,
+    IntegrityError,
+    ObjectExists,
+    ObjectNotFound,
+    StorageError,
+    UsageError,
+)
+from pgharbor.settings import Settings
+from pgharbor.storage.factory import open_storage
+from pgharbor.storage.layout import wal_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CopyOutcome:
+    target: str
+    status: str  # "stored" | "present" | "failed" | "conflict"
+    stored_size: int | None = None
+    detail: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("stored", "present")
+
+
+@dataclass
+class PushResult:
+    cluster: str
+    name: str
+    size: int
+    checksum: str
+    required: int
+    outcomes: list[CopyOutcome] = field(default_factory=list)
+    recorded_in: str = ""
+
+    @property
+    def copies(self) -> int:
+        return sum(o.ok for o in self.outcomes)
+
+
+def read_wal_file(path: str) -> tuple[WalName, bytes]:
+    wal = parse_name(os.path.basename(path))
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise UsageError(f"WAL file {path} does not exist") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory, not a WAL file") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    return wal, data
+
+
+def validate(wal: WalName, data: bytes, ctx: ClusterContext) -> None:
+    if wal.kind in (WalKind.SEGMENT, WalKind.PARTIAL):
+        validate_segment(
+            wal, data, system_identifier=ctx.system_identifier, segment_size=ctx.wal_segment_size
+        )
+    else:
+        validate_text_file(wal, data)
+
+
+class _Sealer:
+    """Compresses and seals the file once, only if some target needs it."""
+
+    def __init__(self, meta: envelope.Meta, data: bytes, settings: Settings) -> None:
+        self.meta, self.data, self.settings = meta, data, settings
+        self._blob: bytes | None = None
+
+    @property
+    def blob(self) -> bytes:
+        if self._blob is None:
+            payload = envelope.compress(
+                self.data, self.settings.compression, self.settings.compression_level
+            )
+            self._blob = envelope.seal(self.meta, payload)
+        return self._blob
+
+
+def _existing(storage: Any, key: str) -> envelope.Meta | None:
+    try:
+        head = storage.get_range(key, 0, envelope.HEAD_READ)
+    except ObjectNotFound:
+        return None
+    if len(head) >= envelope.PREFIX and envelope.header_length(head) > len(head):
+        head = storage.get_range(key, 0, envelope.header_length(head))
+    return envelope.read_meta(head)
+
+
+def push_to(placement: Placement, key: str, sealer: _Sealer, settings: Settings) -> CopyOutcome:
+    """Store one copy. Idempotent: an identical stored copy is success without rewriting;
+    a different one is a conflict and is left untouched."""
+    meta = sealer.meta
+    try:
+        storage = open_storage(placement.url, settings.target_options(placement.target))
+        for _attempt in range(2):
+            try:
+                found = _existing(storage, key)
+            except IntegrityError as exc:
+                return CopyOutcome(
+                    placement.target, "conflict", detail=f"stored object unreadable: {exc}"
+                )
+            if found is not None:
+                if found.sha256 == meta.sha256:
+                    return CopyOutcome(placement.target, "present")
+                return CopyOutcome(
+                    placement.target,
+                    "conflict",
+                    detail=f"already archived with different content (sha256 {found.sha256[:12]}…, "
+                    f"this file {meta.sha256[:12]}…); the stored copy was left untouched",
+                )
+            try:
+                storage.put(key, sealer.blob, overwrite=False)
+            except ObjectExists:
+                continue  # a concurrent push won the race: compare with its copy
+            return CopyOutcome(placement.target, "stored", stored_size=len(sealer.blob))
+        return CopyOutcome(placement.target, "failed", detail="object appeared and vanished")
+    except StorageError as exc:
+        return CopyOutcome(placement.target, "failed", detail=str(exc))
+
+
+def push(settings: Settings, cluster: str, path: str) -> PushResult:
+    wal, data = read_wal_file(path)
+    session = HotSession(settings, cluster)
+    try:
+        ctx = session.ctx
+        if not ctx.active:
+            raise UsageError(f"cluster {cluster!r} is not active: refusing to archive {wal.name}")
+        validate(wal, data, ctx)
+        if not ctx.placements:
+            raise ArchiveIncomplete(
+                f"cluster {cluster!r} has no active placements: {wal.name} not archived",
+                hint=f"pgharbor placement add {cluster} TARGET --priority 1",
+            )
+        meta = envelope.Meta(
+            kind="wal",
+            name=wal.name,
+            cluster=ctx.name,
+            cluster_id=ctx.id,
+            system_identifier=str(ctx.system_identifier),
+            size=len(data),
+            sha256=envelope.sha256(data),
+            compression=settings.compression,
+        )
+        result = PushResult(cluster, wal.name, len(data), meta.sha256, ctx.required_copies)
+        sealer = _Sealer(meta, data, settings)
+        key = wal_key(ctx.name, wal)
+        when = datetime.now(UTC).isoformat()
+        rows: list[dict[str, Any]] = []
+        for placement in ctx.placements:
+            outcome = push_to(placement, key, sealer, settings)
+            result.outcomes.append(outcome)
+            if outcome.status == "conflict":
+                continue  # the catalog keeps describing the copy that is stored
+            rows.append(
+                {
+                    "cluster_id": ctx.id,
+                    "target_id": placement.target_id,
+                    "name": wal.name,
+                    "timeline": wal.timeline,
+                    "size": len(data),
+                    "stored_size": outcome.stored_size,
+                    "checksum": "sha256:" + meta.sha256,
+                    "archived_at": when,
+                    "status": "ok" if outcome.ok else "failed",
+                    "detail": outcome.detail,
+                }
+            )
+        result.recorded_in = session.record(rows)
+    finally:
+        session.close()
+    conflicts = [o for o in result.outcomes if o.status == "conflict"]
+    if conflicts:
+        raise Conflict(f"{wal.name}: on target {conflicts[0].target}: {conflicts[0].detail}")
+    if result.copies < result.required:
+        failed = "; ".join(f"{o.target}: {o.detail}" for o in result.outcomes if not o.ok)
+        raise ArchiveIncomplete(
+            f"{wal.name}: {result.copies} of {result.required} required copies stored "
+            f"(PostgreSQL keeps the file and retries): {failed}"
+        )
+    return result
+
+
+def describe(result: PushResult) -> str:
+    parts = ", ".join(f"{o.target}={o.status}" for o in result.outcomes)
+    return f"{result.name}: {result.copies}/{result.required} copies ({parts})"

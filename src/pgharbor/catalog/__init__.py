@@ -1,0 +1,1 @@
+"""The catalog: the central index of clusters, targets, placements and stored files."""

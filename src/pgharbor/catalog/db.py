@@ -1,0 +1,99 @@
+"""Opening the catalog with SQLAlchemy, creating and upgrading its schema (Alembic)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Engine
+
+from pgharbor.catalog.urls import CatalogURL, parse_catalog_url
+from pgharbor.errors import CatalogError, CatalogUnavailable
+
+log = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def _alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def make_engine(url: str, *, timeout: float = 10.0) -> tuple[Engine, CatalogURL]:
+    cu = parse_catalog_url(url)
+    if cu.kind == "sqlite":
+        assert cu.path is not None
+        if not cu.path.parent.is_dir():
+            raise CatalogUnavailable(f"catalog folder {cu.path.parent} does not exist")
+        engine = sa.create_engine(
+            cu.sqlalchemy_url, connect_args={"timeout": timeout}, poolclass=sa.pool.NullPool
+        )
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: object, _record: object) -> None:
+            cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
+            cur.execute("PRAGMA foreign_keys = ON")
+            cur.close()
+
+    else:
+        engine = sa.create_engine(
+            cu.sqlalchemy_url,
+            connect_args={"connect_timeout": max(1, int(timeout))},
+            poolclass=sa.pool.NullPool,
+        )
+    return engine, cu
+
+
+def connect_check(engine: Engine, cu: CatalogURL) -> None:
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise CatalogUnavailable(f"cannot reach the catalog {cu.display()}: {reason}") from None
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def migrate(engine: Engine, cu: CatalogURL) -> tuple[str | None, str]:
+    """Create or upgrade the schema to the newest revision. Safe to run twice."""
+    connect_check(engine, cu)
+    before = current_revision(engine)
+    cfg = _alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+    after = current_revision(engine)
+    assert after is not None
+    log.info("catalog %s: revision %s -> %s", cu.display(), before, after)
+    return before, after
+
+
+def require_current(engine: Engine, cu: CatalogURL) -> None:
+    connect_check(engine, cu)
+    rev = current_revision(engine)
+    if rev is None:
+        raise CatalogError(
+            f"the catalog {cu.display()} is not initialised", hint="run pgharbor init"
+        )
+    if rev != head_revision():
+        raise CatalogError(
+            f"the catalog {cu.display()} is at schema revision {rev}, this pgharbor needs "
+            f"{head_revision()}",
+            hint="run pgharbor init to upgrade it",
+        )

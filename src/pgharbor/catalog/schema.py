@@ -1,0 +1,103 @@
+"""The catalog schema, defined once (SQLAlchemy Core) for SQLite and PostgreSQL.
+
+Alembic migrations in catalog/migrations build exactly this schema; a test compares
+them. The hot path (catalog/lite.py) writes wal_copies with plain SQL and reads
+clusters/placements/targets: keep those column names in step.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    true,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _times() -> list[Column[object]]:
+    return [
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("modified_at", DateTime(timezone=True), nullable=False),
+    ]
+
+
+clusters = Table(
+    "clusters",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("idc", String(128), nullable=False, server_default=""),
+    Column("platform", String(128), nullable=False, server_default=""),
+    Column("software", String(64), nullable=False, server_default="postgresql"),
+    Column("version", String(64), nullable=False),
+    Column("version_num", Integer, nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("port", Integer, nullable=False),
+    Column("dsn", Text, nullable=False),
+    Column("system_identifier", String(20), nullable=False),
+    Column("wal_segment_size", BigInteger, nullable=False),
+    Column("required_copies", Integer, nullable=False, server_default="1"),
+    Column("active", Boolean, nullable=False, server_default=true()),
+    *_times(),
+    UniqueConstraint("idc", "host", "port"),
+)
+
+targets = Table(
+    "targets",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("url", Text, nullable=False),
+    Column("active", Boolean, nullable=False, server_default=true()),
+    *_times(),
+)
+
+placements = Table(
+    "placements",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cluster_id", String(36), ForeignKey("clusters.id"), nullable=False),
+    Column("target_id", String(36), ForeignKey("targets.id"), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("active", Boolean, nullable=False, server_default=true()),
+    *_times(),
+    UniqueConstraint("cluster_id", "target_id"),
+)
+
+wal_copies = Table(
+    "wal_copies",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cluster_id", String(36), ForeignKey("clusters.id"), nullable=False),
+    Column("target_id", String(36), ForeignKey("targets.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("timeline", Integer, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("stored_size", BigInteger),
+    Column("checksum", String(80), nullable=False),
+    Column("archived_at", DateTime(timezone=True), nullable=False),
+    # ok: durable on the target; failed: the attempt failed (detail says why)
+    Column("status", String(16), nullable=False),
+    Column("detail", Text),
+    UniqueConstraint("cluster_id", "target_id", "name"),
+    Index(None, "cluster_id", "name"),
+)

@@ -1,0 +1,51 @@
+"""Catalog URL forms, shared by the SQLAlchemy catalog and the lean hot-path access.
+
+Accepted: ``sqlite:////abs/path.db``, ``sqlite:///rel/path.db``, a bare file path
+(SQLite), ``postgresql://…`` / ``postgres://…`` / ``postgresql+psycopg://…``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pgharbor.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class CatalogURL:
+    kind: str  # "sqlite" | "postgresql"
+    path: Path | None = None  # sqlite
+    conninfo: str = ""  # postgresql, libpq URL
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.kind == "sqlite":
+            return f"sqlite:///{self.path}"
+        return "postgresql+psycopg://" + self.conninfo.split("://", 1)[1]
+
+    def display(self) -> str:
+        """The URL without a password, for messages."""
+        if self.kind == "sqlite":
+            return f"sqlite:///{self.path}"
+        head, _, rest = self.conninfo.partition("://")
+        creds, at, host = rest.rpartition("@")
+        if at and ":" in creds:
+            creds = creds.split(":", 1)[0] + ":***"
+        return f"{head}://{creds}{at}{host}"
+
+
+def parse_catalog_url(url: str) -> CatalogURL:
+    if url.startswith("sqlite://"):
+        rest = url[len("sqlite://") :]
+        if not rest.startswith("/") or rest == "/":
+            raise ConfigError(f"bad SQLite catalog URL {url!r}: use sqlite:////absolute/path.db")
+        return CatalogURL("sqlite", path=Path(rest[1:]).absolute())
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return CatalogURL("postgresql", conninfo="postgresql://" + url[len(prefix) :])
+    if "://" in url:
+        raise ConfigError(
+            f"unsupported catalog URL {url.split('://')[0]}://…: use sqlite:////path or postgresql://…"
+        )
+    return CatalogURL("sqlite", path=Path(url).absolute())

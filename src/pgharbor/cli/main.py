@@ -1,0 +1,96 @@
+"""The pgharbor command line (everything but the wal push/fetch hot path, see entry.py).
+
+Commands parse arguments, call one service, render its result. Errors are
+PgharborError: one line on stderr and the error's exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import click
+
+from pgharbor import __version__
+from pgharbor.errors import PgharborError
+from pgharbor.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from pgharbor.catalog.repo import Catalog
+
+
+@dataclass
+class AppContext:
+    catalog_opt: str | None
+    config_opt: str | None
+    _settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(catalog=self.catalog_opt, config=self.config_opt)
+        return self._settings
+
+    def catalog(self) -> Catalog:
+        from pgharbor.catalog.repo import open_catalog
+
+        s = self.settings
+        return open_catalog(s.require_catalog(), timeout=s.catalog_timeout)
+
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--catalog",
+    envvar="PGHARBOR_CATALOG",
+    help="Catalog URL (sqlite:////path.db or postgresql://…).",
+)
+@click.option("--config", envvar="PGHARBOR_CONFIG", help="Config file (TOML).", type=click.Path())
+@click.option("-v", "--verbose", is_flag=True, help="Log what happens.")
+@click.version_option(__version__, prog_name="pgharbor")
+@click.pass_context
+def cli(ctx: click.Context, catalog: str | None, config: str | None, verbose: bool) -> None:
+    """pgharbor: central WAL archive and point-in-time recovery for PostgreSQL fleets."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="pgharbor: %(message)s"
+    )
+    ctx.obj = AppContext(catalog, config)
+
+
+def _register() -> None:
+    from pgharbor.cli import fleet, wal
+
+    fleet.register(cli)
+    wal.register(cli)
+
+
+def run(argv: list[str]) -> int:
+    _register()
+    try:
+        cli.main(args=argv, prog_name="pgharbor", standalone_mode=False)
+    except PgharborError as exc:
+        click.echo(exc.line(), err=True)
+        return exc.code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        click.echo(f"pgharbor: error: {exc.format_message()}", err=True)
+        return 2
+    except click.exceptions.Abort:
+        click.echo("pgharbor: aborted", err=True)
+        return 1
+    except BrokenPipeError:
+        return 1
+    except Exception as exc:
+        from pgharbor.entry import internal_error
+
+        return internal_error(exc)
+    return 0
+
+
+def main() -> None:
+    sys.exit(run(sys.argv[1:]))

@@ -1,0 +1,144 @@
+"""One declarative settings schema: TOML file + environment overrides, validated, passed
+in explicitly. Cheap to import (stdlib only): the archive hot path loads it.
+
+Example config file::
+
+    catalog = "sqlite:////var/lib/pgharbor/catalog.db"
+    state_dir = "/var/lib/postgresql/.pgharbor"
+    compression = "zstd"        # or "none"
+    compression_level = 3
+    catalog_timeout = 3         # seconds to reach the catalog before using the local cache
+    target_timeout = 10         # seconds a target may take before it is skipped
+
+    [targets.s3-eu]             # per-target settings, never stored in the catalog
+    endpoint_url = "https://s3.example.net"
+
+    [clusters.main]             # per-cluster settings
+    encryption_key_file = "/etc/pgharbor/main.key"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pgharbor.errors import ConfigError
+
+COMPRESSIONS = ("zstd", "none")
+_KNOWN = {
+    "catalog",
+    "state_dir",
+    "compression",
+    "compression_level",
+    "catalog_timeout",
+    "target_timeout",
+    "targets",
+    "clusters",
+}
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
+    return Path(base) / "pgharbor"
+
+
+@dataclass(frozen=True)
+class Settings:
+    catalog: str | None = None
+    config_file: Path | None = None
+    state_dir: Path = field(default_factory=default_state_dir)
+    compression: str = "zstd"
+    compression_level: int = 3
+    catalog_timeout: float = 3.0
+    target_timeout: float = 10.0
+    targets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    clusters: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def target_options(self, name: str) -> dict[str, Any]:
+        opts = dict(self.targets.get(name, {}))
+        opts.setdefault("timeout", self.target_timeout)
+        return opts
+
+    def cluster_options(self, name: str) -> dict[str, Any]:
+        return dict(self.clusters.get(name, {}))
+
+    def require_catalog(self) -> str:
+        if not self.catalog:
+            raise ConfigError(
+                "no catalog configured",
+                hint="pass --catalog URL, set PGHARBOR_CATALOG, or set catalog in the config file",
+            )
+        return self.catalog
+
+
+def _number(name: str, value: Any, kind: type, low: float, high: float) -> Any:
+    try:
+        v = kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if not low <= v <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {v}")
+    return v
+
+
+def load_settings(
+    *, catalog: str | None = None, config: str | None = None, env: dict[str, str] | None = None
+) -> Settings:
+    """Build settings: defaults < config file < environment < command-line options."""
+    env = dict(os.environ) if env is None else env
+    config = config or env.get("PGHARBOR_CONFIG")
+    raw: dict[str, Any] = {}
+    config_path: Path | None = None
+    if config:
+        config_path = Path(config)
+        try:
+            raw = tomllib.loads(config_path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {config} does not exist") from None
+        except PermissionError:
+            raise ConfigError(f"config file {config} is not readable") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {config} is not valid TOML: {exc}") from None
+        unknown = set(raw) - _KNOWN
+        if unknown:
+            raise ConfigError(
+                f"config file {config}: unknown setting(s) {', '.join(sorted(unknown))}"
+            )
+    for key, var in (
+        ("catalog", "PGHARBOR_CATALOG"),
+        ("state_dir", "PGHARBOR_STATE_DIR"),
+        ("compression", "PGHARBOR_COMPRESSION"),
+        ("compression_level", "PGHARBOR_COMPRESSION_LEVEL"),
+    ):
+        if env.get(var):
+            raw[key] = env[var]
+    if catalog:
+        raw["catalog"] = catalog
+    compression = str(raw.get("compression", "zstd"))
+    if compression not in COMPRESSIONS:
+        raise ConfigError(
+            f"compression must be one of {', '.join(COMPRESSIONS)}, got {compression!r}"
+        )
+    for section in ("targets", "clusters"):
+        value = raw.get(section, {})
+        if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+            raise ConfigError(f"[{section}.NAME] sections must be tables")
+    state_dir = Path(raw["state_dir"]).expanduser() if raw.get("state_dir") else default_state_dir()
+    return Settings(
+        catalog=str(raw["catalog"]) if raw.get("catalog") else None,
+        config_file=config_path,
+        state_dir=state_dir,
+        compression=compression,
+        compression_level=_number(
+            "compression_level", raw.get("compression_level", 3), int, -7, 22
+        ),
+        catalog_timeout=_number("catalog_timeout", raw.get("catalog_timeout", 3), float, 0.1, 600),
+        target_timeout=_number("target_timeout", raw.get("target_timeout", 10), float, 0.1, 3600),
+        targets=raw.get("targets", {}),
+        clusters=raw.get("clusters", {}),
+    )

@@ -1,0 +1,26 @@
+"""Key naming on a target. Each cluster owns one folder below the target root:
+
+<cluster>/cluster.json                      descriptor (identity, written at placement)
+<cluster>/wal/<TTTTTTTTXXXXXXXX>/<name>      WAL segments, .partial, .backup
+<cluster>/wal/history/<TTTTTTTT>.history    timeline history files
+"""
+
+from __future__ import annotations
+
+from pgharbor.domain.wal import WalName
+
+
+def cluster_prefix(cluster: str) -> str:
+    return f"{cluster}/"
+
+
+def descriptor_key(cluster: str) -> str:
+    return f"{cluster}/cluster.json"
+
+
+def wal_prefix(cluster: str) -> str:
+    return f"{cluster}/wal/"
+
+
+def wal_key(cluster: str, wal: WalName) -> str:
+    return f"{cluster}/wal/{wal.group}/{wal.name}"
