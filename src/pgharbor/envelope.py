@@ -66,7 +66,7 @@ def decompress(payload: bytes, algorithm: str, size: int) -> bytes:
     try:
         return zstandard.ZstdDecompressor().decompress(payload, max_output_size=size)
     except zstandard.ZstdError as exc:
-        raise IntegrityError(f"payload does not decompress: {exc}") from None
+        raise IntegrityError(f"stored object is corrupt (does not decompress: {exc})") from None
 
 
 def seal(meta: Meta, payload: bytes) -> bytes:
