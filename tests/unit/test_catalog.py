@@ -119,3 +119,9 @@ def test_unreachable_catalog_is_one_clear_error() -> None:
     with pytest.raises(CatalogUnavailable) as ei:
         db.require_current(engine, cu)
     assert "secret" not in str(ei.value)
+
+
+def test_schema_revision_constant_is_the_migration_head() -> None:
+    from pgharbor.catalog.schema import SCHEMA_REVISION
+
+    assert db.head_revision() == SCHEMA_REVISION

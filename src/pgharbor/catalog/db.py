@@ -5,27 +5,35 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
+from pgharbor.catalog.schema import SCHEMA_REVISION
 from pgharbor.catalog.urls import CatalogURL, parse_catalog_url
 from pgharbor.errors import CatalogError, CatalogUnavailable
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def _alembic_config() -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     return cfg
 
 
 def head_revision() -> str:
+    """The newest migration (alembic is imported only to build or upgrade the schema;
+    opening the catalog compares with schema.SCHEMA_REVISION, which a test keeps equal)."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
     assert head is not None
     return head
@@ -67,13 +75,18 @@ def connect_check(engine: Engine, cu: CatalogURL) -> None:
 
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return None
+        rev = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+        return None if rev is None else str(rev)
 
 
 def migrate(engine: Engine, cu: CatalogURL) -> tuple[str | None, str]:
     """Create or upgrade the schema to the newest revision. Safe to run twice."""
     connect_check(engine, cu)
     before = current_revision(engine)
+    from alembic import command
+
     cfg = _alembic_config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
@@ -91,9 +104,9 @@ def require_current(engine: Engine, cu: CatalogURL) -> None:
         raise CatalogError(
             f"the catalog {cu.display()} is not initialised", hint="run pgharbor init"
         )
-    if rev != head_revision():
+    if rev != SCHEMA_REVISION:
         raise CatalogError(
             f"the catalog {cu.display()} is at schema revision {rev}, this pgharbor needs "
-            f"{head_revision()}",
+            f"{SCHEMA_REVISION}",
             hint="run pgharbor init to upgrade it",
         )

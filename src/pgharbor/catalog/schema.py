@@ -23,6 +23,9 @@ from sqlalchemy import (
     true,
 )
 
+# The newest Alembic revision in catalog/migrations/versions (checked by a unit test).
+SCHEMA_REVISION = "0001"
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",

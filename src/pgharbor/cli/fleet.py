@@ -230,6 +230,17 @@ def placement_list(app: AppContext, cluster_name: str, as_json: bool) -> None:
     )
 
 
+
+
+@click.command()
+@click.option("--keep", is_flag=True, help="Keep the temporary folder for inspection.")
+def demo(keep: bool) -> None:
+    """Run the whole job on a throwaway cluster and clean up."""
+    from pgharbor.demo import run_demo
+
+    run_demo(keep)
+
+
 def register(root: click.Group) -> None:
-    for cmd in (init, target, cluster, placement):
+    for cmd in (init, target, cluster, placement, demo):
         root.add_command(cmd)
