@@ -1,3 +1,8 @@
 """Test-wide fixtures. Real servers live in tests/fixtures/*, loaded as plugins."""
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = [
+    "tests.fixtures.postgres",
+    "tests.fixtures.harbor",
+    "tests.fixtures.s3server",
+    "tests.fixtures.sshd",
+]
