@@ -35,7 +35,9 @@ def _split_globals(argv: list[str]) -> tuple[dict[str, str], list[str]] | None:
 
 
 def _fast(opts: dict[str, str], verb: str, args: list[str]) -> int:
-    from pgharbor.errors import PgharborError
+    import os
+
+    from pgharbor.errors import PgharborError, WalNotArchived
     from pgharbor.settings import load_settings
 
     try:
@@ -52,6 +54,12 @@ def _fast(opts: dict[str, str], verb: str, args: list[str]) -> int:
 
             fetch(settings, args[0], args[1], args[2])
         return 0
+    except WalNotArchived as exc:
+        # the normal answer at the end of the archive and to timeline probes: quiet
+        # unless asked, so PostgreSQL's log is not filled with it
+        if os.environ.get("PGHARBOR_VERBOSE"):
+            print(exc.line(), file=sys.stderr)
+        return exc.code
     except PgharborError as exc:
         print(exc.line(), file=sys.stderr)
         return exc.code

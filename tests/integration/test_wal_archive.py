@@ -81,7 +81,7 @@ def test_standby_replays_from_the_archive(
     )
     (backup / "standby.signal").touch()
     standby.start()
-    standby._wait(
+    standby.wait_until(
         "replay of the archive",
         lambda: _count_or_none(standby) == expected,
         120,
@@ -148,7 +148,7 @@ def test_unwritable_target_keeps_wal_then_resumes(
     if not _is_server_user_blocked(harbor, t1):
         pytest.skip("cannot make a folder unwritable for the server user here")
     pending = pg_cluster.switch_wal()
-    pg_cluster._wait(
+    pg_cluster.wait_until(
         "archive failures",
         lambda: pg_cluster.archiver_stats()["failed_count"] > 0,
         60,

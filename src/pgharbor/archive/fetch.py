@@ -9,8 +9,8 @@ import secrets
 from dataclasses import dataclass
 
 from pgharbor import envelope
-from pgharbor.archive.context import HotSession
-from pgharbor.domain.wal import parse_name
+from pgharbor.archive.context import ClusterContext, HotSession
+from pgharbor.domain.wal import WalName, parse_name
 from pgharbor.errors import (
     IntegrityError,
     ObjectNotFound,
@@ -44,11 +44,12 @@ def write_atomic(dest: str, data: bytes) -> None:
         raise UsageError(f"cannot write {dest}: {exc.strerror}") from None
 
 
-def fetch(settings: Settings, cluster: str, name: str, dest: str) -> FetchResult:
-    wal = parse_name(name)
-    session = HotSession(settings, cluster)
-    session.close()
-    ctx = session.ctx
+def read_archived(
+    settings: Settings, ctx: ClusterContext, wal: WalName
+) -> tuple[bytes, str, list[str]] | None:
+    """The verified bytes of an archived file from the first target with a good copy:
+    (data, target, problems met on the way), or None when no target has it. Raises
+    StorageError when copies exist or targets failed but nothing could be read."""
     key = wal_key(ctx.name, wal)
     problems: list[str] = []
     for placement in ctx.placements:
@@ -70,8 +71,19 @@ def fetch(settings: Settings, cluster: str, name: str, dest: str) -> FetchResult
         except IntegrityError as exc:
             problems.append(f"{placement.target}: {exc}")
             continue
-        write_atomic(dest, data)
-        return FetchResult(wal.name, placement.target, len(data), problems)
+        return data, placement.target, problems
     if problems:
         raise StorageError(f"{wal.name}: no good copy could be read: " + "; ".join(problems))
-    raise WalNotArchived(f"{wal.name} is not in the archive of cluster {cluster!r}")
+    return None
+
+
+def fetch(settings: Settings, cluster: str, name: str, dest: str) -> FetchResult:
+    wal = parse_name(name)
+    session = HotSession(settings, cluster)
+    session.close()
+    found = read_archived(settings, session.ctx, wal)
+    if found is None:
+        raise WalNotArchived(f"{wal.name} is not in the archive of cluster {cluster!r}")
+    data, target, problems = found
+    write_atomic(dest, data)
+    return FetchResult(wal.name, target, len(data), problems)

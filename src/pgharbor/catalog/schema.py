@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 
 # The newest Alembic revision in catalog/migrations/versions (checked by a unit test).
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 
 metadata = MetaData(
     naming_convention={
@@ -103,4 +103,40 @@ wal_copies = Table(
     Column("detail", Text),
     UniqueConstraint("cluster_id", "target_id", "name"),
     Index(None, "cluster_id", "name"),
+)
+
+backups = Table(
+    "backups",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("cluster_id", String(36), ForeignKey("clusters.id"), nullable=False),
+    # running: in progress (or died: see pid/host); ok: usable; failed: never usable
+    Column("status", String(16), nullable=False),
+    Column("label", String(128), nullable=False),
+    Column("timeline", Integer),
+    Column("start_lsn", String(24)),
+    Column("stop_lsn", String(24)),
+    Column("start_time", DateTime(timezone=True), nullable=False),
+    Column("stop_time", DateTime(timezone=True)),
+    # xmin of a snapshot taken after the backup ended: xids below it are over
+    Column("stop_xmin", BigInteger),
+    Column("logical_bytes", BigInteger, nullable=False, server_default="0"),
+    Column("stored_bytes", BigInteger, nullable=False, server_default="0"),
+    Column("wal_start", String(24)),
+    Column("wal_stop", String(24)),
+    Column("pg_version_num", Integer),
+    Column("host", String(255), nullable=False, server_default=""),
+    Column("pid", Integer),
+    Column("error", Text),
+    *_times(),
+    Index(None, "cluster_id", "status"),
+)
+
+backup_copies = Table(
+    "backup_copies",
+    metadata,
+    Column("backup_id", String(40), ForeignKey("backups.id"), primary_key=True),
+    Column("target_id", String(36), ForeignKey("targets.id"), primary_key=True),
+    Column("stored_bytes", BigInteger, nullable=False, server_default="0"),
+    Column("status", String(16), nullable=False),
 )

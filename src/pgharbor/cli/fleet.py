@@ -230,8 +230,6 @@ def placement_list(app: AppContext, cluster_name: str, as_json: bool) -> None:
     )
 
 
-
-
 @click.command()
 @click.option("--keep", is_flag=True, help="Keep the temporary folder for inspection.")
 def demo(keep: bool) -> None:

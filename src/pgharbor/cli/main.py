@@ -62,10 +62,12 @@ def cli(ctx: click.Context, catalog: str | None, config: str | None, verbose: bo
 
 
 def _register() -> None:
-    from pgharbor.cli import fleet, wal
+    from pgharbor.cli import backup, fleet, restore, wal
 
     fleet.register(cli)
     wal.register(cli)
+    backup.register(cli)
+    restore.register(cli)
 
 
 def run(argv: list[str]) -> int:

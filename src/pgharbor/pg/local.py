@@ -47,7 +47,9 @@ def run_tool(args: list[str], *, input: bytes | None = None, timeout: float = 60
 
 
 class LocalCluster:
-    def __init__(self, pgdata: Path, port: int, socket_dir: Path, bindir: Path | None = None) -> None:
+    def __init__(
+        self, pgdata: Path, port: int, socket_dir: Path, bindir: Path | None = None
+    ) -> None:
         self.pgdata, self.port, self.socket_dir = pgdata, port, socket_dir
         self.bindir = bindir or find_bindir()
         self.logfile = pgdata.parent / f"{pgdata.name}.log"
@@ -60,8 +62,20 @@ class LocalCluster:
         return str(self.bindir / name)
 
     def initdb(self) -> None:
-        run_tool([self.tool("initdb"), "-D", str(self.pgdata), "-U", "postgres", "-A", "trust",
-                  "--no-sync", "-E", "UTF8"])
+        run_tool(
+            [
+                self.tool("initdb"),
+                "-D",
+                str(self.pgdata),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ]
+        )
 
     def set_conf(self, **settings: Any) -> None:
         """Append settings to postgresql.auto.conf (last one wins)."""
@@ -73,13 +87,32 @@ class LocalCluster:
                 f.write(f"{k} = '{text}'\n")
 
     def base_conf(self) -> None:
-        self.set_conf(port=self.port, unix_socket_directories=str(self.socket_dir),
-                      listen_addresses="", fsync=False, max_wal_senders=4, wal_level="replica",
-                      shared_buffers="64MB", max_wal_size="256MB")
+        self.set_conf(
+            port=self.port,
+            unix_socket_directories=str(self.socket_dir),
+            listen_addresses="",
+            fsync=False,
+            max_wal_senders=4,
+            wal_level="replica",
+            shared_buffers="64MB",
+            max_wal_size="256MB",
+        )
 
     def start(self, timeout: int = 120) -> None:
-        run_tool([self.tool("pg_ctl"), "-D", str(self.pgdata), "-l", str(self.logfile),
-                  "-w", "-t", str(timeout), "start"], timeout=timeout + 10)
+        run_tool(
+            [
+                self.tool("pg_ctl"),
+                "-D",
+                str(self.pgdata),
+                "-l",
+                str(self.logfile),
+                "-w",
+                "-t",
+                str(timeout),
+                "start",
+            ],
+            timeout=timeout + 10,
+        )
 
     def stop(self, mode: str = "fast") -> None:
         if (self.pgdata / "postmaster.pid").exists():

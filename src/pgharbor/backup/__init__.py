@@ -1,0 +1,1 @@
+"""Base backups: a content-addressed chunk store on each target, manifests, creation."""

@@ -1,0 +1,77 @@
+"""backup delete: remove a backup and free exactly the chunks no other backup uses."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from pgharbor.backup.chunks import ChunkStore, GcStats, ref_key
+from pgharbor.backup.manifest import BackupManifest, manifest_key
+from pgharbor.catalog.backups import BackupRepo
+from pgharbor.catalog.repo import Catalog
+from pgharbor.errors import Conflict, ObjectNotFound
+from pgharbor.settings import Settings
+from pgharbor.storage.base import Storage
+from pgharbor.storage.factory import open_storage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DeleteResult:
+    id: str
+    cluster: str
+    gc: dict[str, GcStats] = field(default_factory=dict)
+
+
+def live_chunks(storage: Storage) -> set[bytes]:
+    """Chunk ids used by any finished backup (of any cluster) on this target."""
+    live: set[bytes] = set()
+    running = []
+    for obj in storage.list("chunks/refs/"):
+        parts = obj.key.split("/")
+        cluster, ref = parts[2], parts[3]
+        if ref.endswith(".running"):
+            running.append(f"{cluster}/{ref.removesuffix('.running')}")
+            continue
+        try:
+            m = BackupManifest.unseal(storage.get(manifest_key(cluster, ref)))
+        except ObjectNotFound:
+            continue  # a manifest deleted just before its ref: nothing to keep
+        live |= m.chunk_ids()
+    if running:
+        raise Conflict(
+            f"{storage.url}: backup(s) {', '.join(running)} are being written; chunks were "
+            "not collected (run backup delete again when they are done)"
+        )
+    return live
+
+
+def delete_backup(
+    catalog: Catalog, settings: Settings, cluster_name: str, backup_id: str
+) -> DeleteResult:
+    repo = BackupRepo(catalog)
+    cluster = catalog.cluster(cluster_name)
+    backup = repo.get(cluster_name, backup_id)
+    result = DeleteResult(backup.id, cluster.name)
+    urls = {t.id: t for t in catalog.targets()}
+    copies = repo.copies(backup.id)
+    for target_id, _name, _status in copies:
+        others = [b for b, _ in repo.running_on_target(target_id) if b != backup.id]
+        if others:
+            raise Conflict(
+                f"backup(s) {', '.join(others)} are running on target {_name}; try again later"
+            )
+    repo.update(backup.id, status="deleting")
+    for target_id, name, _status in copies:
+        target = urls.get(target_id)
+        if target is None:
+            continue
+        storage = open_storage(target.url, settings.target_options(name))
+        storage.delete(ref_key(cluster.name, backup.id))
+        storage.delete(ref_key(cluster.name, backup.id, running=True))
+        storage.delete(manifest_key(cluster.name, backup.id))
+        result.gc[name] = ChunkStore(storage).gc(live_chunks(storage))
+        log.info("target %s: %s", name, result.gc[name])
+    repo.delete(backup.id)
+    return result

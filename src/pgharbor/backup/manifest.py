@@ -1,0 +1,126 @@
+"""A backup's manifest: every file of every tablespace with its chunks, the backup's
+position in WAL, and PostgreSQL's own backup_manifest. Stored (as an envelope, so it is
+self-describing and checksummed) at ``<cluster>/backups/<id>/manifest`` on each target."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pgharbor import envelope
+from pgharbor.errors import IntegrityError
+
+FORMAT = "pgharbor-backup/1"
+
+
+def manifest_key(cluster: str, backup_id: str) -> str:
+    return f"{cluster}/backups/{backup_id}/manifest"
+
+
+@dataclass
+class FileEntry:
+    path: str
+    type: str  # "f" file, "d" directory, "l" symlink
+    mode: int
+    size: int = 0
+    mtime: int = 0
+    link: str | None = None
+    sha256: str | None = None
+    chunks: list[str] = field(default_factory=list)  # chunk ids (hex), in order
+
+
+@dataclass
+class TablespaceEntry:
+    oid: str
+    location: str
+    files: list[FileEntry] = field(default_factory=list)
+
+
+@dataclass
+class BackupManifest:
+    id: str
+    cluster: str
+    cluster_id: str
+    system_identifier: str
+    label: str
+    pg_version_num: int
+    chunk_size: int
+    timeline: int = 0
+    start_lsn: str = ""
+    stop_lsn: str = ""
+    start_time: str = ""
+    stop_time: str = ""
+    stop_xmin: int | None = None
+    wal_start: str = ""
+    wal_stop: str = ""
+    logical_bytes: int = 0
+    files: list[FileEntry] = field(default_factory=list)  # the data directory
+    tablespaces: list[TablespaceEntry] = field(default_factory=list)
+    pg_manifest: str = ""
+    format: str = FORMAT
+
+    def all_files(self) -> list[FileEntry]:
+        return self.files + [f for t in self.tablespaces for f in t.files]
+
+    def chunk_ids(self) -> set[bytes]:
+        return {bytes.fromhex(c) for f in self.all_files() for c in f.chunks}
+
+    def seal(self) -> bytes:
+        data = json.dumps(asdict(self), separators=(",", ":")).encode()
+        meta = envelope.Meta(
+            kind="backup-manifest",
+            name=self.id,
+            cluster=self.cluster,
+            cluster_id=self.cluster_id,
+            system_identifier=self.system_identifier,
+            size=len(data),
+            sha256=envelope.sha256(data),
+            compression="zstd",
+        )
+        return envelope.seal(meta, envelope.compress(data, "zstd", 3))
+
+    @classmethod
+    def unseal(cls, blob: bytes) -> BackupManifest:
+        meta, data = envelope.unseal(blob)
+        if meta.kind != "backup-manifest":
+            raise IntegrityError(f"{meta.name}: not a backup manifest ({meta.kind})")
+        doc: dict[str, Any] = json.loads(data)
+        if doc.get("format") != FORMAT:
+            raise IntegrityError(
+                f"backup {meta.name}: unknown manifest format {doc.get('format')!r}"
+            )
+        doc["files"] = [FileEntry(**f) for f in doc["files"]]
+        doc["tablespaces"] = [
+            TablespaceEntry(t["oid"], t["location"], [FileEntry(**f) for f in t["files"]])
+            for t in doc["tablespaces"]
+        ]
+        return cls(**doc)
+
+
+def check_against_pg_manifest(m: BackupManifest) -> int:
+    """Compare every file PostgreSQL's backup_manifest lists with what was stored (size
+    and SHA-256). Returns the number of files checked; raises IntegrityError on a mismatch."""
+    try:
+        pg = json.loads(m.pg_manifest)
+    except ValueError as exc:
+        raise IntegrityError(f"PostgreSQL's backup_manifest is not JSON: {exc}") from None
+    stored: dict[str, FileEntry] = {f.path: f for f in m.files if f.type == "f"}
+    for t in m.tablespaces:
+        for f in t.files:
+            if f.type == "f":
+                stored[f"pg_tblspc/{t.oid}/{f.path}"] = f
+    checked = 0
+    for entry in pg.get("Files", []):
+        path = entry["Path"]
+        got = stored.get(path)
+        if got is None:
+            raise IntegrityError(f"backup_manifest lists {path}, which was not stored")
+        if got.size != int(entry["Size"]):
+            raise IntegrityError(
+                f"{path}: stored {got.size} bytes, backup_manifest says {entry['Size']}"
+            )
+        if entry.get("Checksum-Algorithm") == "SHA256" and got.sha256 != entry["Checksum"]:
+            raise IntegrityError(f"{path}: checksum differs from backup_manifest")
+        checked += 1
+    return checked

@@ -1,0 +1,130 @@
+"""backup create / list / show / delete."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from pgharbor.cli.main import AppContext, pass_app
+from pgharbor.render.output import emit_json, emit_table, fmt_bytes, fmt_time
+
+
+@click.group()
+def backup() -> None:
+    """Base backups into each target's deduplicated chunk store."""
+
+
+@backup.command("create")
+@click.argument("cluster")
+@click.option("--target", help="Only this target (default: every active placement).")
+@click.option(
+    "--wal-timeout",
+    default=300,
+    show_default=True,
+    type=float,
+    help="Seconds to wait for the WAL the backup needs to be archived.",
+)
+@pass_app
+def backup_create(app: AppContext, cluster: str, target: str | None, wal_timeout: float) -> None:
+    """Take a base backup of CLUSTER over the network (no agent on the database host)."""
+    from pgharbor.backup.create import create_backup
+    from pgharbor.render.progress import progress_bar
+
+    with progress_bar("backup", sys.stderr.isatty()) as (progress, say):
+        r = create_backup(
+            app.catalog(),
+            app.settings,
+            cluster,
+            target=target,
+            wal_timeout=wal_timeout,
+            progress=progress,
+            say=say,
+        )
+    ratio = r.stored_bytes / r.logical_bytes * 100 if r.logical_bytes else 0
+    click.echo(
+        f"backup {r.id} of {r.cluster}: ok, {fmt_bytes(r.logical_bytes)} in {r.files} files, "
+        f"{fmt_bytes(r.stored_bytes)} new on {', '.join(r.targets)} ({ratio:.1f}%), "
+        f"{r.start_lsn}..{r.stop_lsn}, {r.seconds:.1f} s"
+    )
+
+
+@backup.command("list")
+@click.argument("cluster")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def backup_list(app: AppContext, cluster: str, as_json: bool) -> None:
+    """CLUSTER's backups, oldest first."""
+    from pgharbor.catalog.backups import BackupRepo
+
+    items = BackupRepo(app.catalog()).for_cluster(cluster)
+    if as_json:
+        emit_json(items)
+        return
+    emit_table(
+        [
+            "id",
+            "status",
+            "timeline",
+            "start lsn",
+            "stop lsn",
+            "stop time",
+            "logical",
+            "stored",
+            "targets",
+        ],
+        [
+            (
+                b.id,
+                b.status,
+                b.timeline,
+                b.start_lsn,
+                b.stop_lsn,
+                fmt_time(b.stop_time),
+                fmt_bytes(b.logical_bytes),
+                fmt_bytes(b.stored_bytes),
+                ", ".join(b.targets),
+            )
+            for b in items
+        ],
+    )
+
+
+@backup.command("show")
+@click.argument("cluster")
+@click.argument("backup_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def backup_show(app: AppContext, cluster: str, backup_id: str, as_json: bool) -> None:
+    """One backup."""
+    from dataclasses import asdict
+
+    from pgharbor.catalog.backups import BackupRepo
+
+    b = BackupRepo(app.catalog()).get(cluster, backup_id)
+    if as_json:
+        emit_json(b)
+        return
+    for k, v in asdict(b).items():
+        click.echo(f"{k:>14}: {v if not isinstance(v, list) else ', '.join(v)}")
+
+
+@backup.command("delete")
+@click.argument("cluster")
+@click.argument("backup_id", metavar="ID")
+@pass_app
+def backup_delete(app: AppContext, cluster: str, backup_id: str) -> None:
+    """Delete a backup; chunks no other backup uses are freed."""
+    from pgharbor.backup.delete import delete_backup
+
+    r = delete_backup(app.catalog(), app.settings, cluster, backup_id)
+    for target, g in r.gc.items():
+        click.echo(
+            f"{target}: {g.chunks_freed} chunks freed ({fmt_bytes(g.bytes_freed)}), "
+            f"{g.packs_deleted} packs deleted, {g.packs_rewritten} rewritten"
+        )
+    click.echo(f"backup {r.id} of {r.cluster} deleted")
+
+
+def register(root: click.Group) -> None:
+    root.add_command(backup)

@@ -1,0 +1,167 @@
+"""restore: a data directory from a backup, recovering to a target or as a standby."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from pgharbor.cli.main import AppContext, pass_app
+from pgharbor.render.output import fmt_bytes
+
+if TYPE_CHECKING:
+    from pgharbor.domain.pitr import RecoveryTarget
+
+
+def _target(
+    time: str | None,
+    lsn: str | None,
+    xid: str | None,
+    name: str | None,
+    immediate: bool,
+    inclusive: bool,
+    timeline: str,
+    action: str,
+) -> RecoveryTarget:
+    from pgharbor.domain.pitr import RecoveryTarget, parse_time
+    from pgharbor.domain.wal import parse_lsn
+    from pgharbor.errors import UsageError
+
+    given: list[tuple[str, str | None]] = [
+        (k, v)
+        for k, v in (("time", time), ("lsn", lsn), ("xid", xid), ("name", name))
+        if v is not None
+    ]
+    if immediate:
+        given.append(("immediate", None))
+    if len(given) > 1:
+        raise UsageError(
+            "give at most one of --target-time, --target-lsn, --target-xid, --target-name, --target-immediate"
+        )
+    if not given:
+        return RecoveryTarget("end", None, inclusive, timeline, action)
+    kind, value = given[0]
+    if kind == "time":
+        assert value is not None
+        value = parse_time(value).isoformat(sep=" ")
+    elif kind == "lsn":
+        assert value is not None
+        parse_lsn(value)
+    elif kind == "xid" and not (value or "").isdigit():
+        raise UsageError(f"--target-xid takes a transaction id (a number), not {value!r}")
+    return RecoveryTarget(kind, value, inclusive, timeline, action)  # type: ignore[arg-type]
+
+
+@click.command("restore")
+@click.argument("cluster")
+@click.option(
+    "--pgdata", required=True, type=click.Path(path_type=Path), help="Data directory to create."
+)
+@click.option(
+    "--backup", "backup_id", help="Backup to restore (default: the one needing the least replay)."
+)
+@click.option("--target-time", help="Recover to this moment (ISO 8601 with time zone).")
+@click.option("--target-lsn", help="Recover to this LSN (X/Y).")
+@click.option("--target-xid", help="Recover to this transaction id.")
+@click.option("--target-name", help="Recover to this named restore point.")
+@click.option("--target-immediate", is_flag=True, help="Stop as soon as the backup is consistent.")
+@click.option(
+    "--target-inclusive/--no-target-inclusive",
+    default=True,
+    show_default=True,
+    help="Stop just after (inclusive) or just before the target.",
+)
+@click.option(
+    "--target-timeline",
+    default="latest",
+    show_default=True,
+    help="Timeline number, latest or current.",
+)
+@click.option(
+    "--target-action",
+    type=click.Choice(["promote", "pause", "shutdown"]),
+    default="promote",
+    show_default=True,
+    help="What the server does at the target.",
+)
+@click.option(
+    "--standby", is_flag=True, help="Make a standby (standby.signal) instead of recovering."
+)
+@click.option("--primary-conninfo", help="With --standby: stream from this primary.")
+@click.option(
+    "--tablespace-map", multiple=True, metavar="OLD=NEW", help="Restore a tablespace elsewhere."
+)
+@click.option(
+    "--delta", is_flag=True, help="Reuse an existing data directory: rewrite only what differs."
+)
+@pass_app
+def restore_cmd(
+    app: AppContext,
+    cluster: str,
+    pgdata: Path,
+    backup_id: str | None,
+    target_time: str | None,
+    target_lsn: str | None,
+    target_xid: str | None,
+    target_name: str | None,
+    target_immediate: bool,
+    target_inclusive: bool,
+    target_timeline: str,
+    target_action: str,
+    standby: bool,
+    primary_conninfo: str | None,
+    tablespace_map: tuple[str, ...],
+    delta: bool,
+) -> None:
+    """Restore CLUSTER into --pgdata and set up recovery (then start the server)."""
+    from pgharbor.errors import UsageError
+    from pgharbor.render.progress import progress_bar
+    from pgharbor.restore.restore import restore
+
+    if primary_conninfo and not standby:
+        raise UsageError("--primary-conninfo goes with --standby")
+    mapping = {}
+    for item in tablespace_map:
+        old, eq, new = item.partition("=")
+        if not eq or not old or not new:
+            raise UsageError(f"--tablespace-map takes OLD=NEW, not {item!r}")
+        mapping[old] = new
+    target = _target(
+        target_time,
+        target_lsn,
+        target_xid,
+        target_name,
+        target_immediate,
+        target_inclusive,
+        target_timeline,
+        target_action,
+    )
+    with progress_bar("restore", sys.stderr.isatty()) as (progress, say):
+        r = restore(
+            app.catalog(),
+            app.settings,
+            cluster,
+            pgdata,
+            target,
+            backup_id=backup_id,
+            standby=standby,
+            primary_conninfo=primary_conninfo,
+            tablespace_map=mapping,
+            delta=delta,
+            progress=progress,
+            say=say,
+        )
+    for note in r.fallbacks[:5]:
+        click.echo(f"note: {note}", err=True)
+    extra = f", {r.files_unchanged} files unchanged, {r.files_removed} removed" if delta else ""
+    click.echo(
+        f"restored backup {r.backup_id} into {r.pgdata}: {r.files} files, "
+        f"{fmt_bytes(r.bytes_written)} written{extra}; recovery to {r.target} "
+        f"({'standby' if standby else 'timeline ' + str(r.timeline)}). Start the server to recover."
+    )
+
+
+def register(root: click.Group) -> None:
+    root.add_command(restore_cmd)

@@ -1,0 +1,248 @@
+"""restore: rebuild a data directory from a backup and set up recovery to a target."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pgharbor.backup.chunks import ChunkCodec
+from pgharbor.backup.manifest import BackupManifest, FileEntry
+from pgharbor.catalog.backups import BackupRepo
+from pgharbor.catalog.repo import Catalog
+from pgharbor.domain.pitr import BackupPoint, RecoveryTarget, choose_backup
+from pgharbor.errors import Conflict, NotFound, UsageError
+from pgharbor.restore.recovery_conf import recovery_settings, write_recovery
+from pgharbor.restore.source import BackupSource
+from pgharbor.restore.timelines import resolve_timeline
+from pgharbor.settings import Settings
+from pgharbor.storage.factory import open_storage
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class RestoreResult:
+    backup_id: str
+    pgdata: str
+    target: str
+    timeline: int
+    files: int
+    bytes_written: int
+    files_unchanged: int = 0
+    files_removed: int = 0
+    fallbacks: list[str] = field(default_factory=list)
+
+
+def check_pgdata(pgdata: Path, delta: bool) -> None:
+    if pgdata.exists() and not pgdata.is_dir():
+        raise UsageError(f"{pgdata} exists and is not a directory")
+    if pgdata.exists() and any(pgdata.iterdir()):
+        if not delta:
+            raise UsageError(
+                f"{pgdata} is not empty", hint="restore into an empty folder, or use --delta"
+            )
+        if (pgdata / "postmaster.pid").exists():
+            raise Conflict(
+                f"{pgdata} holds postmaster.pid: stop the server before a --delta restore"
+            )
+
+
+class _Writer:
+    def __init__(
+        self,
+        source: BackupSource,
+        codec: ChunkCodec,
+        chunk_size: int,
+        delta: bool,
+        progress: Progress,
+        total: int,
+    ) -> None:
+        self.source, self.codec, self.chunk_size, self.delta = source, codec, chunk_size, delta
+        self.progress, self.total = progress, total
+        self.done = self.written = self.unchanged = 0
+
+    def tree(self, root: Path, files: list[FileEntry]) -> set[Path]:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        made: set[Path] = {root}
+        for f in files:
+            dest = root / f.path
+            made.add(dest)
+            if f.type == "d":
+                dest.mkdir(exist_ok=True)
+                dest.chmod(f.mode & 0o7777)
+            elif f.type == "l":
+                if dest.is_symlink() or dest.exists():
+                    dest.unlink()
+                dest.symlink_to(f.link or "")
+            else:
+                self.file(dest, f)
+        return made
+
+    def file(self, dest: Path, f: FileEntry) -> None:
+        existing = self.delta and dest.is_file() and not dest.is_symlink()
+        fd = os.open(dest, os.O_RDWR | os.O_CREAT | (0 if existing else os.O_TRUNC), f.mode & 0o777)
+        changed = not existing
+        try:
+            for i, cid_hex in enumerate(f.chunks):
+                cid = bytes.fromhex(cid_hex)
+                offset = i * self.chunk_size
+                if existing:
+                    local = os.pread(fd, self.chunk_size, offset)
+                    if local and self.codec.chunk_id(local) == cid:
+                        self.done += len(local)
+                        self.progress(self.done, self.total)
+                        continue
+                raw = self.source.chunk(cid, f.path)
+                os.pwrite(fd, raw, offset)
+                changed = True
+                self.written += len(raw)
+                self.done += len(raw)
+                self.progress(self.done, self.total)
+            if existing and os.fstat(fd).st_size != f.size:
+                os.ftruncate(fd, f.size)
+                changed = True
+        finally:
+            os.close(fd)
+        os.chmod(dest, f.mode & 0o777)
+        if not changed:
+            self.unchanged += 1
+
+
+def _remove_extra(root: Path, keep: set[Path]) -> int:
+    removed = 0
+    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+        d = Path(dirpath)
+        for name in filenames + [n for n in dirnames if (d / n).is_symlink()]:
+            p = d / name
+            if p not in keep:
+                p.unlink()
+                removed += 1
+        for name in dirnames:
+            p = d / name
+            if p not in keep and p.is_dir() and not p.is_symlink():
+                os.rmdir(p)
+                removed += 1
+    return removed
+
+
+def restore_command_line(settings: Settings, cluster: str) -> str:
+    from pgharbor.fleet import pgharbor_command
+
+    cmd = pgharbor_command(settings, catalog_given=True)
+    if os.environ.get("PGHARBOR_STATE_DIR"):
+        cmd = f"PGHARBOR_STATE_DIR={shlex.quote(os.environ['PGHARBOR_STATE_DIR'])} {cmd}"
+    return f"{cmd} wal fetch {shlex.quote(cluster)} %f %p"
+
+
+def restore(
+    catalog: Catalog,
+    settings: Settings,
+    cluster_name: str,
+    pgdata: Path,
+    target: RecoveryTarget,
+    *,
+    backup_id: str | None = None,
+    standby: bool = False,
+    primary_conninfo: str | None = None,
+    tablespace_map: dict[str, str] | None = None,
+    delta: bool = False,
+    progress: Progress = lambda d, t: None,
+    say: Callable[[str], None] = lambda s: None,
+) -> RestoreResult:
+    if os.geteuid() == 0:
+        raise UsageError(
+            "restore must run as the OS user that will run the server, not root",
+            hint="runuser -u postgres -- pgharbor …",
+        )
+    if standby and target.kind not in ("end",):
+        raise UsageError("--standby follows the primary: it takes no recovery target")
+    pgdata = pgdata.absolute()
+    check_pgdata(pgdata, delta)
+    cluster = catalog.cluster(cluster_name)
+    repo = BackupRepo(catalog)
+    places = [p for p in catalog.placements(cluster_name) if p.active]
+    timeline, history = resolve_timeline(settings, cluster, places, target, repo)
+    if backup_id:
+        chosen = repo.get(cluster_name, backup_id)
+        if chosen.status != "ok":
+            raise Conflict(f"backup {backup_id} is {chosen.status}, not usable")
+    else:
+        points = [
+            BackupPoint(b.id, b.timeline or 1, b.stop_lsn or "0/0", b.stop_time, b.stop_xmin)
+            for b in repo.for_cluster(cluster_name, status="ok")
+            if b.stop_time and b.stop_lsn
+        ]
+        if not points:
+            raise NotFound(
+                f"cluster {cluster_name!r} has no usable backup",
+                hint=f"pgharbor backup create {cluster_name}",
+            )
+        chosen = repo.get(cluster_name, choose_backup(points, target, history).id)
+    say(
+        f"restoring backup {chosen.id} (ends {chosen.stop_lsn}, timeline {chosen.timeline}) "
+        f"to {target.describe()} on timeline {timeline}"
+    )
+    holders = {name for _, name, status in repo.copies(chosen.id) if status == "ok"}
+    storages = [
+        (p.target, open_storage(p.url, settings.target_options(p.target)))
+        for p in places
+        if p.target in holders
+    ]
+    codec = ChunkCodec(settings.compression, settings.compression_level)
+    source = BackupSource(storages, codec)
+    m: BackupManifest = source.manifest(cluster.name, chosen.id)
+    if m.system_identifier != cluster.system_identifier:
+        raise Conflict(
+            f"backup {chosen.id} belongs to system {m.system_identifier}, not {cluster.system_identifier}"
+        )
+    mapping = dict(tablespace_map or {})
+    unknown = set(mapping) - {t.location for t in m.tablespaces} - {t.oid for t in m.tablespaces}
+    if unknown:
+        raise UsageError(
+            f"--tablespace-map names no tablespace of the backup: {', '.join(sorted(unknown))}"
+        )
+    writer = _Writer(source, codec, m.chunk_size, delta, progress, m.logical_bytes)
+    keep = writer.tree(pgdata, m.files)
+    removed = _remove_extra(pgdata, keep | {pgdata / "pg_tblspc"}) if delta else 0
+    lines = []
+    for t in m.tablespaces:
+        location = Path(mapping.get(t.location) or mapping.get(t.oid) or t.location)
+        if location.exists() and any(location.iterdir()) and not delta:
+            raise UsageError(
+                f"tablespace folder {location} is not empty",
+                hint="map it elsewhere with --tablespace-map OLD=NEW",
+            )
+        tkeep = writer.tree(location, t.files)
+        if delta:
+            removed += _remove_extra(location, tkeep)
+        link = pgdata / "pg_tblspc" / t.oid
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(location)
+        lines.append(f"{t.oid} {location}\n")
+    if m.tablespaces:
+        (pgdata / "tablespace_map").write_text("".join(lines))
+    (pgdata / "backup_manifest").write_text(m.pg_manifest)
+    conf = recovery_settings(
+        target,
+        restore_command_line(settings, cluster.name),
+        standby=standby,
+        primary_conninfo=primary_conninfo,
+    )
+    write_recovery(pgdata, conf, standby=standby)
+    pgdata.chmod(0o700)
+    os.sync()
+    return RestoreResult(
+        chosen.id,
+        str(pgdata),
+        target.describe(),
+        timeline,
+        len(m.all_files()),
+        writer.written,
+        writer.unchanged,
+        removed,
+        source.fallbacks,
+    )
