@@ -33,8 +33,11 @@ class Demo:
         self.root, self.keep = root, keep
         self.exe = shutil.which("pgharbor") or str(Path(sys.executable).with_name("pgharbor"))
         self.catalog = f"sqlite:///{root}/catalog.db"
-        self.env = {**os.environ, "PGHARBOR_CATALOG": self.catalog,
-                    "PGHARBOR_STATE_DIR": str(root / "state")}
+        self.env = {
+            **os.environ,
+            "PGHARBOR_CATALOG": self.catalog,
+            "PGHARBOR_STATE_DIR": str(root / "state"),
+        }
         self.pg = LocalCluster(root / "pgdata", _free_port(), root)
         self.t0 = time.monotonic()
 
@@ -49,7 +52,9 @@ class Demo:
         if show and out.strip():
             print("    " + out.rstrip().replace("\n", "\n    "), flush=True)
         if proc.returncode != 0:
-            raise PgharborError(f"demo step failed: pgharbor {' '.join(args)}: exit {proc.returncode}")
+            raise PgharborError(
+                f"demo step failed: pgharbor {' '.join(args)}: exit {proc.returncode}"
+            )
         return proc.stdout
 
     def run(self) -> None:
@@ -66,7 +71,8 @@ class Demo:
         self.ph("target", "add", "second-disk", f"file://{self.root}/t2")
         out = self.ph("cluster", "add", "demo", "--dsn", self.pg.dsn, "--idc", "local")
         archive_command = next(
-            line.strip().split(" = ", 1)[1].strip("'") for line in out.splitlines()
+            line.strip().split(" = ", 1)[1].strip("'")
+            for line in out.splitlines()
             if line.strip().startswith("archive_command")
         )
         self.ph("placement", "add", "demo", "primary-disk", "--priority", "1")
@@ -95,7 +101,9 @@ class Demo:
             if row[0] and row[0] >= name:
                 return
             time.sleep(0.3)
-        raise PgharborError(f"{name} was not archived within {timeout:.0f} s (see {self.pg.logfile})")
+        raise PgharborError(
+            f"{name} was not archived within {timeout:.0f} s (see {self.pg.logfile})"
+        )
 
     def verify(self) -> None:
         import json
@@ -109,8 +117,9 @@ class Demo:
 
         for f in files:
             dest = self.root / "fetched"
-            subprocess.run([self.exe, "wal", "fetch", "demo", f["name"], str(dest)],
-                           env=self.env, check=True)
+            subprocess.run(
+                [self.exe, "wal", "fetch", "demo", f["name"], str(dest)], env=self.env, check=True
+            )
             digest = "sha256:" + hashlib.sha256(dest.read_bytes()).hexdigest()
             if digest != f["checksum"]:
                 raise PgharborError(f"{f['name']}: fetched copy differs from the archived checksum")

@@ -8,12 +8,12 @@ import threading
 import pytest
 
 from pgharbor.errors import (
-    UsageError,
     ObjectExists,
     ObjectNotFound,
     StorageError,
     StoragePermissionDenied,
     StorageUnavailable,
+    UsageError,
 )
 from tests.fixtures.storage_kits import BackendKit
 

@@ -17,9 +17,7 @@ def validate_url(url: str) -> str:
     """Check a target URL's form without connecting. Returns it unchanged."""
     parts = urlsplit(url)
     if parts.scheme not in SCHEMES:
-        raise UsageError(
-            f"unsupported target URL {url!r}: expected file://, ssh:// or s3://"
-        )
+        raise UsageError(f"unsupported target URL {url!r}: expected file://, ssh:// or s3://")
     if parts.scheme == "file" and (parts.netloc not in ("", "localhost") or not parts.path):
         raise UsageError(f"bad file URL {url!r}: use file:///absolute/path")
     if parts.scheme == "ssh" and (not parts.hostname or not parts.path.strip("/")):
