@@ -102,13 +102,18 @@ def test_validate_name_mismatch() -> None:
             system_identifier=SYSID,
             segment_size=SEG,
         )
+    newer = segment("000000030000000000000005", SYSID)
     with pytest.raises(WalValidationError, match="timeline"):
         wal.validate_segment(
             wal.parse_name("000000020000000000000005"),
-            data,
+            newer,
             system_identifier=SYSID,
             segment_size=SEG,
         )
+    # the first segment of timeline 2 starts with timeline 1's pages: accepted
+    wal.validate_segment(
+        wal.parse_name("000000020000000000000005"), data, system_identifier=SYSID, segment_size=SEG
+    )
 
 
 def test_text_files() -> None:

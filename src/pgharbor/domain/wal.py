@@ -145,9 +145,12 @@ def validate_segment(
             f"{wal.name}: header says segment size {hdr.segment_size} / block size "
             f"{hdr.block_size}, expected {segment_size} / {XLOG_BLCKSZ}"
         )
-    if hdr.timeline != wal.timeline:
+    # The first segment of a new timeline begins with a copy of its parent's pages, so its
+    # header may carry an older timeline, never a newer one (as PostgreSQL checks).
+    if not 1 <= hdr.timeline <= wal.timeline:
         raise WalValidationError(
-            f"{wal.name}: header timeline {hdr.timeline} does not match the name's {wal.timeline}"
+            f"{wal.name}: header timeline {hdr.timeline} is not possible in a file of "
+            f"timeline {wal.timeline}"
         )
     expected = wal.segno(segment_size) * segment_size
     if hdr.pageaddr != expected:

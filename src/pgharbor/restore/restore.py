@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pgharbor.backup.chunks import ChunkCodec
@@ -128,6 +128,21 @@ def _remove_extra(root: Path, keep: set[Path]) -> int:
     return removed
 
 
+def primary_timeline(conninfo: str, say: Callable[[str], None]) -> int | None:
+    """The primary's timeline: a standby must follow it, not a newer timeline that a
+    promoted copy may have left in the archive."""
+    from pgharbor.errors import PostgresError
+    from pgharbor.pg import identity
+
+    try:
+        with identity.connect(conninfo, timeout=5) as conn:
+            row = conn.execute("SELECT timeline_id FROM pg_control_checkpoint()").fetchone()
+    except PostgresError as exc:
+        say(f"note: primary not reachable ({exc}); the standby follows the latest timeline")
+        return None
+    return int(row[0]) if row else None
+
+
 def restore_command_line(settings: Settings, cluster: str) -> str:
     from pgharbor.fleet import pgharbor_command
 
@@ -162,6 +177,10 @@ def restore(
     pgdata = pgdata.absolute()
     check_pgdata(pgdata, delta)
     cluster = catalog.cluster(cluster_name)
+    if standby and primary_conninfo and target.timeline == "latest":
+        tli = primary_timeline(primary_conninfo, say)
+        if tli is not None:
+            target = replace(target, timeline=str(tli))
     repo = BackupRepo(catalog)
     places = [p for p in catalog.placements(cluster_name) if p.active]
     timeline, history = resolve_timeline(settings, cluster, places, target, repo)
