@@ -3,19 +3,34 @@
     b"PGHARBR1" | header length (uint32 LE) | header (JSON, UTF-8) | payload
 
 The header names the cluster (id, name, system identifier), the original size, the
-SHA-256 of the original bytes and how the payload was transformed (compression, later
+SHA-256 of the original bytes and how the payload was transformed (compression,
 encryption), so a target alone is enough to recover a cluster when the catalog is lost.
+
+Encrypted (a key is configured for the cluster, see pgharbor.crypto)::
+
+    b"PGHARBR1" | header length | public header (JSON) | AES-256-GCM(inner) + tag
+    inner = inner header length (uint32 LE) | inner header (JSON) | payload
+
+The public header keeps only what finds and decrypts the object: kind, name, cluster
+name, id and system identifier, ``encryption``, ``key_id``, ``nonce`` and ``mac`` (a
+keyed fingerprint of the contents, for wal push's "already archived?" check). Size,
+SHA-256 and compression are in the inner header. Everything before the ciphertext
+(magic, length, public header) is authenticated data: changing any of it fails.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import struct
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
 
-from pgharbor.errors import IntegrityError
+from pgharbor.errors import EncryptionError, IntegrityError
+
+if TYPE_CHECKING:
+    from pgharbor.crypto import Keyring
 
 MAGIC = b"PGHARBR1"
 _LEN = struct.Struct("<I")
@@ -30,18 +45,25 @@ class Meta:
     cluster: str
     cluster_id: str
     system_identifier: str
-    size: int
-    sha256: str
+    size: int = -1  # -1 and "": hidden (the header of an encrypted object, not decrypted)
+    sha256: str = ""
     compression: str = "none"
     encryption: str | None = None
+    key_id: str | None = None  # encrypted objects only
+    nonce: str | None = None
+    mac: str | None = None
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
+        return _json({k: v for k, v in asdict(self).items() if v is not None or k == "encryption"})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Meta:
         fields = cls.__dataclass_fields__
         return cls(**{k: v for k, v in d.items() if k in fields})
+
+
+def _json(d: dict[str, Any]) -> bytes:
+    return json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
 
 
 def sha256(data: bytes | memoryview) -> str:
@@ -69,9 +91,32 @@ def decompress(payload: bytes, algorithm: str, size: int) -> bytes:
         raise IntegrityError(f"stored object is corrupt (does not decompress: {exc})") from None
 
 
-def seal(meta: Meta, payload: bytes) -> bytes:
-    header = meta.to_json()
-    return b"".join((MAGIC, _LEN.pack(len(header)), header, payload))
+def seal(meta: Meta, payload: bytes, keys: Keyring | None = None) -> bytes:
+    """The stored form of ``payload`` (the compressed contents ``meta`` describes),
+    encrypted with the keyring's current key when there is one."""
+    key = keys.current if keys is not None else None
+    if key is None:
+        header = replace(meta, encryption=None, key_id=None, nonce=None, mac=None).to_json()
+        return b"".join((MAGIC, _LEN.pack(len(header)), header, payload))
+    from pgharbor import crypto
+
+    nonce = crypto.new_nonce()
+    public = {
+        "kind": meta.kind,
+        "name": meta.name,
+        "cluster": meta.cluster,
+        "cluster_id": meta.cluster_id,
+        "system_identifier": meta.system_identifier,
+        "encryption": crypto.ALGORITHM,
+        "key_id": key.id,
+        "nonce": nonce.hex(),
+        "mac": key.fingerprint(meta.sha256),
+    }
+    header = _json(public)
+    prefix = MAGIC + _LEN.pack(len(header)) + header
+    inner = _json({"size": meta.size, "sha256": meta.sha256, "compression": meta.compression})
+    sealed = key.encrypt(nonce, b"".join((_LEN.pack(len(inner)), inner, payload)), prefix)
+    return prefix + sealed
 
 
 def header_length(head: bytes) -> int:
@@ -87,16 +132,70 @@ def read_meta(head: bytes) -> Meta:
     if len(head) < end:
         raise IntegrityError("object header is truncated")
     try:
-        return Meta.from_dict(json.loads(head[PREFIX:end]))
-    except (ValueError, TypeError) as exc:
+        d = json.loads(head[PREFIX:end])
+        if d.get("encryption") is not None:
+            d.setdefault("compression", "")  # hidden in the ciphertext
+        return Meta.from_dict(d)
+    except (ValueError, TypeError, AttributeError) as exc:
         raise IntegrityError(f"object header is corrupt: {exc}") from None
 
 
-def unseal(blob: bytes) -> tuple[Meta, bytes]:
-    """Return the metadata and the verified original bytes of a stored object."""
+def _no_key(meta: Meta, what: str) -> EncryptionError:
+    return EncryptionError(
+        f"{what} is encrypted (key {meta.key_id}) and no encryption key is configured "
+        f"for cluster {meta.cluster!r}",
+        hint=f"set encryption_key_file or encryption_key_env in [clusters.{meta.cluster}] "
+        "of the config file",
+    )
+
+
+def _decrypt(meta: Meta, prefix: bytes, sealed: bytes, keys: Keyring | None) -> tuple[Meta, bytes]:
+    from pgharbor import crypto
+
+    if meta.encryption != crypto.ALGORITHM:
+        raise IntegrityError(f"{meta.name}: unknown encryption {meta.encryption!r}")
+    if keys is None or not keys.keys:
+        raise _no_key(meta, meta.name)
+    key = keys.get(meta.key_id or "", meta.name)
+    try:
+        nonce = bytes.fromhex(meta.nonce or "")
+    except ValueError:
+        nonce = b""
+    if len(nonce) != crypto.NONCE_BYTES:
+        raise IntegrityError(f"{meta.name}: object header is corrupt (bad nonce)")
+    inner = key.decrypt(nonce, sealed, prefix, meta.name)
+    try:
+        (n,) = _LEN.unpack_from(inner, 0)
+        d = json.loads(inner[_LEN.size : _LEN.size + n])
+        meta = replace(
+            meta, size=int(d["size"]), sha256=str(d["sha256"]), compression=str(d["compression"])
+        )
+    except (struct.error, ValueError, TypeError, KeyError) as exc:
+        raise IntegrityError(f"{meta.name}: inner header is corrupt: {exc}") from None
+    return meta, inner[_LEN.size + n :]
+
+
+def unseal(blob: bytes, keys: Keyring | None = None) -> tuple[Meta, bytes]:
+    """Return the metadata and the verified original bytes of a stored object. An
+    encrypted one needs ``keys`` holding its key: EncryptionError otherwise."""
     meta = read_meta(blob)
-    payload = blob[header_length(blob) :]
+    end = header_length(blob)
+    payload = blob[end:]
+    if meta.encryption is not None:
+        meta, payload = _decrypt(meta, blob[:end], payload, keys)
     data = decompress(payload, meta.compression, meta.size)
     if len(data) != meta.size or sha256(data) != meta.sha256:
         raise IntegrityError(f"{meta.name}: checksum mismatch (stored object is corrupt)")
     return meta, data
+
+
+def same_contents(found: Meta, sha256_hex: str, keys: Keyring | None) -> bool:
+    """Whether the stored object whose header is ``found`` holds the contents whose SHA-256
+    is ``sha256_hex`` (from the header alone: no download, no decryption). Raises
+    EncryptionError when it cannot tell: encrypted with a key that is not configured."""
+    if found.encryption is None:
+        return found.sha256 == sha256_hex
+    if keys is None or not keys.keys:
+        raise _no_key(found, "the stored copy")
+    key = keys.get(found.key_id or "", "the stored copy")
+    return found.mac is not None and hmac.compare_digest(found.mac, key.fingerprint(sha256_hex))

@@ -14,7 +14,7 @@ Example config file::
     endpoint_url = "https://s3.example.net"
 
     [clusters.main]             # per-cluster settings
-    encryption_key_file = "/etc/pgharbor/main.key"
+    encryption_key_file = "/etc/pgharbor/main.key"   # see pgharbor.crypto
 """
 
 from __future__ import annotations
@@ -60,7 +60,10 @@ class Settings:
     clusters: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def target_options(self, name: str) -> dict[str, Any]:
-        opts = dict(self.targets.get(name, {}))
+        """The storage backend's options (encryption settings are not the backend's)."""
+        opts = {
+            k: v for k, v in self.targets.get(name, {}).items() if not k.startswith("encryption")
+        }
         opts.setdefault("timeout", self.target_timeout)
         return opts
 

@@ -5,6 +5,7 @@ started as a real server, must count exactly the rows that existed at that point
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import tempfile
@@ -86,10 +87,8 @@ def scenario() -> Iterator[Scenario]:
         yield s
     finally:
         for pg in [*s.clusters, primary]:
-            try:
+            with contextlib.suppress(Exception):
                 pg.stop("immediate")
-            except Exception:
-                pass
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -8,10 +8,11 @@ import os
 import secrets
 from dataclasses import dataclass
 
-from pgharbor import envelope
+from pgharbor import crypto, envelope
 from pgharbor.archive.context import ClusterContext, HotSession
 from pgharbor.domain.wal import WalName, parse_name
 from pgharbor.errors import (
+    EncryptionError,
     IntegrityError,
     ObjectNotFound,
     StorageError,
@@ -49,10 +50,13 @@ def read_archived(
 ) -> tuple[bytes, str, list[str]] | None:
     """The verified bytes of an archived file from the first target with a good copy:
     (data, target, problems met on the way), or None when no target has it. Raises
-    StorageError when copies exist or targets failed but nothing could be read."""
+    StorageError when copies exist or targets failed but nothing could be read, and
+    EncryptionError when every copy found is encrypted with a key that is not configured."""
     key = wal_key(ctx.name, wal)
     problems: list[str] = []
+    key_problems: list[EncryptionError] = []
     for placement in ctx.placements:
+        keys = crypto.keyring(settings, ctx.name, placement.target)
         try:
             storage = open_storage(placement.url, settings.target_options(placement.target))
             blob = storage.get(key)
@@ -62,7 +66,7 @@ def read_archived(
             problems.append(f"{placement.target}: {exc}")
             continue
         try:
-            meta, data = envelope.unseal(blob)
+            meta, data = envelope.unseal(blob, keys)
             if meta.name != wal.name or meta.system_identifier != str(ctx.system_identifier):
                 raise IntegrityError(
                     f"object holds {meta.name} of system {meta.system_identifier}, not "
@@ -71,7 +75,16 @@ def read_archived(
         except IntegrityError as exc:
             problems.append(f"{placement.target}: {exc}")
             continue
+        except EncryptionError as exc:
+            problems.append(f"{placement.target}: {exc}")
+            key_problems.append(exc)
+            continue
         return data, placement.target, problems
+    if problems and len(key_problems) == len(problems):
+        raise EncryptionError(
+            f"{wal.name}: no copy could be decrypted: " + "; ".join(problems),
+            hint=key_problems[0].hint,
+        )
     if problems:
         raise StorageError(f"{wal.name}: no good copy could be read: " + "; ".join(problems))
     return None

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pgharbor import envelope
+from pgharbor import crypto, envelope
 from pgharbor.archive.context import ClusterContext, HotSession, Placement
 from pgharbor.domain.wal import WalKind, WalName, parse_name, validate_segment, validate_text_file
 from pgharbor.errors import (
     ArchiveIncomplete,
     Conflict,
+    EncryptionError,
     IntegrityError,
     ObjectExists,
     ObjectNotFound,
@@ -83,20 +84,23 @@ def validate(wal: WalName, data: bytes, ctx: ClusterContext) -> None:
 
 
 class _Sealer:
-    """Compresses and seals the file once, only if some target needs it."""
+    """Compresses the file once, only if some target needs it, and seals it once per key
+    (targets may have their own)."""
 
     def __init__(self, meta: envelope.Meta, data: bytes, settings: Settings) -> None:
         self.meta, self.data, self.settings = meta, data, settings
-        self._blob: bytes | None = None
+        self._payload: bytes | None = None
+        self._blobs: dict[str | None, bytes] = {}
 
-    @property
-    def blob(self) -> bytes:
-        if self._blob is None:
-            payload = envelope.compress(
-                self.data, self.settings.compression, self.settings.compression_level
-            )
-            self._blob = envelope.seal(self.meta, payload)
-        return self._blob
+    def blob(self, keys: crypto.Keyring | None) -> bytes:
+        kid = keys.current.id if keys is not None and keys.current is not None else None
+        if kid not in self._blobs:
+            if self._payload is None:
+                self._payload = envelope.compress(
+                    self.data, self.settings.compression, self.settings.compression_level
+                )
+            self._blobs[kid] = envelope.seal(self.meta, self._payload, keys)
+        return self._blobs[kid]
 
 
 def _existing(storage: Any, key: str) -> envelope.Meta | None:
@@ -110,9 +114,11 @@ def _existing(storage: Any, key: str) -> envelope.Meta | None:
 
 
 def push_to(placement: Placement, key: str, sealer: _Sealer, settings: Settings) -> CopyOutcome:
-    """Store one copy. Idempotent: an identical stored copy is success without rewriting;
-    a different one is a conflict and is left untouched."""
+    """Store one copy, encrypted when a key is configured for the cluster or the target.
+    Idempotent: an identical stored copy is success without rewriting; a different one is
+    a conflict and is left untouched."""
     meta = sealer.meta
+    keys = crypto.keyring(settings, meta.cluster, placement.target)
     try:
         storage = open_storage(placement.url, settings.target_options(placement.target))
         for _attempt in range(2):
@@ -123,19 +129,32 @@ def push_to(placement: Placement, key: str, sealer: _Sealer, settings: Settings)
                     placement.target, "conflict", detail=f"stored object unreadable: {exc}"
                 )
             if found is not None:
-                if found.sha256 == meta.sha256:
+                try:
+                    same = envelope.same_contents(found, meta.sha256, keys)
+                except EncryptionError as exc:
+                    reason = exc.line().removeprefix("pgharbor: error: ")
+                    return CopyOutcome(
+                        placement.target, "conflict", detail=f"cannot compare: {reason}"
+                    )
+                if same:
                     return CopyOutcome(placement.target, "present")
+                theirs = (
+                    f"sha256 {found.sha256[:12]}…"
+                    if found.encryption is None
+                    else f"encrypted with key {found.key_id}"
+                )
                 return CopyOutcome(
                     placement.target,
                     "conflict",
-                    detail=f"already archived with different content (sha256 {found.sha256[:12]}…, "
-                    f"this file {meta.sha256[:12]}…); the stored copy was left untouched",
+                    detail=f"already archived with different content ({theirs}, "
+                    f"this file sha256 {meta.sha256[:12]}…); the stored copy was left untouched",
                 )
+            blob = sealer.blob(keys)
             try:
-                storage.put(key, sealer.blob, overwrite=False)
+                storage.put(key, blob, overwrite=False)
             except ObjectExists:
                 continue  # a concurrent push won the race: compare with its copy
-            return CopyOutcome(placement.target, "stored", stored_size=len(sealer.blob))
+            return CopyOutcome(placement.target, "stored", stored_size=len(blob))
         return CopyOutcome(placement.target, "failed", detail="object appeared and vanished")
     except StorageError as exc:
         return CopyOutcome(placement.target, "failed", detail=str(exc))
@@ -164,6 +183,8 @@ def push(settings: Settings, cluster: str, path: str) -> PushResult:
             sha256=envelope.sha256(data),
             compression=settings.compression,
         )
+        for p in ctx.placements:  # a key problem stops the push before anything is written
+            crypto.keyring(settings, ctx.name, p.target)
         result = PushResult(cluster, wal.name, len(data), meta.sha256, ctx.required_copies)
         sealer = _Sealer(meta, data, settings)
         key = wal_key(ctx.name, wal)

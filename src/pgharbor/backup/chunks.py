@@ -4,8 +4,11 @@
     chunks/index/<id>            the pack's index: chunk id -> (offset, length, size)
     chunks/refs/<cluster>/<backup>[.running]   which backups use the store (for GC)
 
-A chunk's id is the SHA-256 of its raw bytes (keyed when encrypted), so a chunk already
-present, from an earlier backup or another cluster, is never stored twice. Packs keep an
+A chunk's id is the SHA-256 of its raw bytes, so a chunk already present, from an
+earlier backup or another cluster, is never stored twice. Encrypted (a key is configured,
+see pgharbor.crypto), the id is an HMAC-SHA256 of the raw bytes with a key derived from
+the master key: chunks dedup among everything written with one key, and ids tell nothing
+to anyone without it. Packs keep an
 object store from holding millions of tiny objects; a pack is written (durably) before
 its index, so an indexed chunk is always readable. Garbage collection deletes packs with
 no live chunk and rewrites packs with some, so exactly the unused chunks are freed.
@@ -21,14 +24,18 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from pgharbor.errors import IntegrityError, ObjectNotFound, StorageError
+from pgharbor import crypto
+from pgharbor.errors import EncryptionError, IntegrityError, ObjectNotFound, StorageError
+from pgharbor.settings import Settings
 from pgharbor.storage.base import Storage
 
 log = logging.getLogger(__name__)
 
 PACK_SIZE = 16 * 1024 * 1024
 INDEX_FORMAT = "pgharbor-chunk-index/1"
-_NONE, _ZSTD = 0, 1
+_NONE, _ZSTD, _AES = 0, 1, 2
+_HEAD = 1 + crypto.KEY_ID_BYTES  # an encrypted chunk's type byte and key id
+_TAG = 16  # AES-GCM's authentication tag
 
 
 @dataclass(frozen=True)
@@ -40,13 +47,49 @@ class Location:
 
 
 class ChunkCodec:
-    """How chunks are named and encoded: SHA-256 ids, zstd (or no) compression."""
+    """How chunks are named and encoded: SHA-256 ids, zstd (or no) compression.
+
+    blob = 1 type byte (0 raw, 1 zstd) | data"""
+
+    keys: crypto.Keyring | None = None  # what manifests are sealed and opened with
 
     def __init__(self, compression: str = "zstd", level: int = 3) -> None:
         self.compression, self.level = compression, level
 
     def chunk_id(self, raw: bytes | memoryview) -> bytes:
         return hashlib.sha256(raw).digest()
+
+    def verify(self, raw: bytes, cid: bytes, blob: bytes) -> bool:
+        """Whether ``raw``, decoded from ``blob``, is the chunk named ``cid``."""
+        return self.chunk_id(raw) == cid
+
+    @staticmethod
+    def for_cluster(
+        settings: Settings, cluster: str, targets: Iterable[str], *, writing: bool = True
+    ) -> ChunkCodec:
+        """The codec for ``cluster``'s chunks on ``targets``: plain, or encrypting when a
+        key is configured. One backup's chunks carry the same ids on every target, so
+        writing needs one key for all of them; reading can use the keys of every target."""
+        names = list(targets)
+        rings = {t: crypto.keyring(settings, cluster, t) for t in names}
+        if not names:
+            rings[""] = crypto.keyring(settings, cluster)
+        if writing:
+            current = {t: r.current.id if r and r.current else "none" for t, r in rings.items()}
+            if len(set(current.values())) > 1:
+                raise EncryptionError(
+                    f"cluster {cluster!r}'s targets use different encryption keys ("
+                    + ", ".join(f"{t}: {k}" for t, k in current.items())
+                    + "); a backup needs one key on all the targets it is written to",
+                    hint=f"set the key in [clusters.{cluster}] only, or back up with --target",
+                )
+        merged: crypto.Keyring | None = None
+        for r in rings.values():
+            if r is not None:
+                merged = r if merged is None else merged.merged(r)
+        if merged is None:
+            return ChunkCodec(settings.compression, settings.compression_level)
+        return EncryptedChunkCodec(merged, settings.compression, settings.compression_level)
 
     def encode(self, raw: bytes | memoryview) -> bytes:
         if self.compression == "zstd":
@@ -68,7 +111,58 @@ class ChunkCodec:
                 return zstandard.ZstdDecompressor().decompress(payload, max_output_size=size)
             except zstandard.ZstdError as exc:
                 raise IntegrityError(f"chunk does not decompress: {exc}") from None
+        if kind == bytes([_AES]):
+            raise EncryptionError(
+                f"chunk is encrypted (key {blob[1:_HEAD].hex()}) and no encryption key is "
+                "configured"
+            )
         raise IntegrityError("chunk has an unknown encoding")
+
+
+class EncryptedChunkCodec(ChunkCodec):
+    """Chunks encrypted after compression with the keyring's current key.
+
+    id   = HMAC-SHA256(chunk-id key, raw)
+    blob = 2 | key id (8 bytes) | nonce (12) | AES-256-GCM(plain codec's blob) + tag (16)
+
+    The key id and the type byte are authenticated data. Chunks of the plain codec and
+    of any key in the keyring stay readable (backups made before encryption or before a
+    key rotation); with no current key, new chunks are written plain."""
+
+    def __init__(self, keys: crypto.Keyring, compression: str = "zstd", level: int = 3) -> None:
+        super().__init__(compression, level)
+        self.keys = self.ring = keys
+
+    def chunk_id(self, raw: bytes | memoryview) -> bytes:
+        if self.ring.current is None:
+            return super().chunk_id(raw)
+        return self.ring.current.chunk_id(raw)
+
+    def encode(self, raw: bytes | memoryview) -> bytes:
+        plain = super().encode(raw)
+        key = self.ring.current
+        if key is None:
+            return plain
+        head = bytes([_AES]) + bytes.fromhex(key.id)
+        nonce = crypto.new_nonce()
+        return head + nonce + key.encrypt(nonce, plain, head)
+
+    def _key(self, blob: bytes) -> crypto.Key:
+        return self.ring.get(blob[1:_HEAD].hex(), "a chunk of this backup")
+
+    def decode(self, blob: bytes, size: int) -> bytes:
+        if blob[:1] != bytes([_AES]):
+            return super().decode(blob, size)
+        if len(blob) < _HEAD + crypto.NONCE_BYTES + _TAG:
+            raise IntegrityError("encrypted chunk is truncated")
+        nonce, sealed = blob[_HEAD : _HEAD + crypto.NONCE_BYTES], blob[_HEAD + crypto.NONCE_BYTES :]
+        plain = self._key(blob).decrypt(nonce, sealed, blob[:_HEAD], "chunk")
+        return super().decode(plain, size)
+
+    def verify(self, raw: bytes, cid: bytes, blob: bytes) -> bool:
+        if blob[:1] != bytes([_AES]):
+            return hashlib.sha256(raw).digest() == cid
+        return self._key(blob).chunk_id(raw) == cid
 
 
 def pack_key(pack: str) -> str:
@@ -186,7 +280,7 @@ class ChunkStore:
         if len(blob) != loc.length:
             raise IntegrityError(f"{self.storage.url}: chunk {cid.hex()[:16]}… is truncated")
         raw = self.codec.decode(blob, loc.size)
-        if len(raw) != loc.size or self.codec.chunk_id(raw) != cid:
+        if len(raw) != loc.size or not self.codec.verify(raw, cid, blob):
             raise IntegrityError(f"{self.storage.url}: chunk {cid.hex()[:16]}… fails its checksum")
         return raw
 

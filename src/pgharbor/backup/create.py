@@ -199,7 +199,7 @@ def create_backup(
             )
     if not places:
         raise UsageError(f"cluster {cluster_name!r} has no active placements to back up to")
-    codec = ChunkCodec(settings.compression, settings.compression_level)
+    codec = ChunkCodec.for_cluster(settings, cluster.name, [p.target for p in places])
     stores = [
         TargetStore(
             p.target_id,
@@ -307,7 +307,7 @@ def create_backup(
             wal_timeout,
             say,
         )
-        blob = m.seal()
+        blob = m.seal(codec.keys)
         for t in stores:
             t.store.storage.put(manifest_key(cluster.name, backup_id), blob)
             t.store.storage.put(ref_key(cluster.name, backup_id), backup_id.encode())

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pgharbor import crypto
 from pgharbor.backup.chunks import ChunkStore, GcStats, ref_key
 from pgharbor.backup.manifest import BackupManifest, manifest_key
 from pgharbor.catalog.backups import BackupRepo
 from pgharbor.catalog.repo import Catalog
-from pgharbor.errors import Conflict, ObjectNotFound
+from pgharbor.errors import Conflict, EncryptionError, ObjectNotFound
 from pgharbor.settings import Settings
 from pgharbor.storage.base import Storage
 from pgharbor.storage.factory import open_storage
@@ -24,8 +27,13 @@ class DeleteResult:
     gc: dict[str, GcStats] = field(default_factory=dict)
 
 
-def live_chunks(storage: Storage) -> set[bytes]:
-    """Chunk ids used by any finished backup (of any cluster) on this target."""
+KeysFor = Callable[[str], "crypto.Keyring | None"]  # cluster name -> its keys on this target
+
+
+def live_chunks(storage: Storage, keys_for: KeysFor = lambda cluster: None) -> set[bytes]:
+    """Chunk ids used by any finished backup (of any cluster) on this target. Encrypted
+    manifests are read with their cluster's keys; one that cannot be read stops the
+    collection (EncryptionError): its chunks would otherwise be freed while in use."""
     live: set[bytes] = set()
     running = []
     for obj in storage.list("chunks/refs/"):
@@ -35,9 +43,15 @@ def live_chunks(storage: Storage) -> set[bytes]:
             running.append(f"{cluster}/{ref.removesuffix('.running')}")
             continue
         try:
-            m = BackupManifest.unseal(storage.get(manifest_key(cluster, ref)))
+            m = BackupManifest.unseal(storage.get(manifest_key(cluster, ref)), keys_for(cluster))
         except ObjectNotFound:
             continue  # a manifest deleted just before its ref: nothing to keep
+        except EncryptionError as exc:
+            raise EncryptionError(
+                f"{storage.url}: chunks were not collected: the manifest of backup "
+                f"{cluster}/{ref} cannot be read: {exc} (run backup delete again once it can)",
+                hint=exc.hint,
+            ) from None
         live |= m.chunk_ids()
     if running:
         raise Conflict(
@@ -45,6 +59,10 @@ def live_chunks(storage: Storage) -> set[bytes]:
             "not collected (run backup delete again when they are done)"
         )
     return live
+
+
+def _keys(settings: Settings, target: str, cluster: str) -> crypto.Keyring | None:
+    return crypto.keyring(settings, cluster, target)
 
 
 def delete_backup(
@@ -71,7 +89,8 @@ def delete_backup(
         storage.delete(ref_key(cluster.name, backup.id))
         storage.delete(ref_key(cluster.name, backup.id, running=True))
         storage.delete(manifest_key(cluster.name, backup.id))
-        result.gc[name] = ChunkStore(storage).gc(live_chunks(storage))
+        live = live_chunks(storage, functools.partial(_keys, settings, name))
+        result.gc[name] = ChunkStore(storage).gc(live)
         log.info("target %s: %s", name, result.gc[name])
     repo.delete(backup.id)
     return result

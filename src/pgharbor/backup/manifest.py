@@ -1,15 +1,19 @@
 """A backup's manifest: every file of every tablespace with its chunks, the backup's
 position in WAL, and PostgreSQL's own backup_manifest. Stored (as an envelope, so it is
-self-describing and checksummed) at ``<cluster>/backups/<id>/manifest`` on each target."""
+self-describing and checksummed, and encrypted when the cluster has a key: file names and
+sizes are not for the target to see) at ``<cluster>/backups/<id>/manifest`` on each target."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pgharbor import envelope
 from pgharbor.errors import IntegrityError
+
+if TYPE_CHECKING:
+    from pgharbor.crypto import Keyring
 
 FORMAT = "pgharbor-backup/1"
 
@@ -66,7 +70,7 @@ class BackupManifest:
     def chunk_ids(self) -> set[bytes]:
         return {bytes.fromhex(c) for f in self.all_files() for c in f.chunks}
 
-    def seal(self) -> bytes:
+    def seal(self, keys: Keyring | None = None) -> bytes:
         data = json.dumps(asdict(self), separators=(",", ":")).encode()
         meta = envelope.Meta(
             kind="backup-manifest",
@@ -78,11 +82,11 @@ class BackupManifest:
             sha256=envelope.sha256(data),
             compression="zstd",
         )
-        return envelope.seal(meta, envelope.compress(data, "zstd", 3))
+        return envelope.seal(meta, envelope.compress(data, "zstd", 3), keys)
 
     @classmethod
-    def unseal(cls, blob: bytes) -> BackupManifest:
-        meta, data = envelope.unseal(blob)
+    def unseal(cls, blob: bytes, keys: Keyring | None = None) -> BackupManifest:
+        meta, data = envelope.unseal(blob, keys)
         if meta.kind != "backup-manifest":
             raise IntegrityError(f"{meta.name}: not a backup manifest ({meta.kind})")
         doc: dict[str, Any] = json.loads(data)

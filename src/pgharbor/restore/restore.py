@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pgharbor.backup.chunks import ChunkCodec
-from pgharbor.backup.manifest import BackupManifest, FileEntry
+from pgharbor.backup.manifest import BackupManifest
 from pgharbor.catalog.backups import BackupRepo
 from pgharbor.catalog.repo import Catalog
 from pgharbor.domain.pitr import BackupPoint, RecoveryTarget, choose_backup
@@ -17,6 +17,7 @@ from pgharbor.errors import Conflict, NotFound, UsageError
 from pgharbor.restore.recovery_conf import recovery_settings, write_recovery
 from pgharbor.restore.source import BackupSource
 from pgharbor.restore.timelines import resolve_timeline
+from pgharbor.restore.writer import Writer
 from pgharbor.settings import Settings
 from pgharbor.storage.factory import open_storage
 
@@ -48,67 +49,6 @@ def check_pgdata(pgdata: Path, delta: bool) -> None:
             raise Conflict(
                 f"{pgdata} holds postmaster.pid: stop the server before a --delta restore"
             )
-
-
-class _Writer:
-    def __init__(
-        self,
-        source: BackupSource,
-        codec: ChunkCodec,
-        chunk_size: int,
-        delta: bool,
-        progress: Progress,
-        total: int,
-    ) -> None:
-        self.source, self.codec, self.chunk_size, self.delta = source, codec, chunk_size, delta
-        self.progress, self.total = progress, total
-        self.done = self.written = self.unchanged = 0
-
-    def tree(self, root: Path, files: list[FileEntry]) -> set[Path]:
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        made: set[Path] = {root}
-        for f in files:
-            dest = root / f.path
-            made.add(dest)
-            if f.type == "d":
-                dest.mkdir(exist_ok=True)
-                dest.chmod(f.mode & 0o7777)
-            elif f.type == "l":
-                if dest.is_symlink() or dest.exists():
-                    dest.unlink()
-                dest.symlink_to(f.link or "")
-            else:
-                self.file(dest, f)
-        return made
-
-    def file(self, dest: Path, f: FileEntry) -> None:
-        existing = self.delta and dest.is_file() and not dest.is_symlink()
-        fd = os.open(dest, os.O_RDWR | os.O_CREAT | (0 if existing else os.O_TRUNC), f.mode & 0o777)
-        changed = not existing
-        try:
-            for i, cid_hex in enumerate(f.chunks):
-                cid = bytes.fromhex(cid_hex)
-                offset = i * self.chunk_size
-                if existing:
-                    local = os.pread(fd, self.chunk_size, offset)
-                    if local and self.codec.chunk_id(local) == cid:
-                        self.done += len(local)
-                        self.progress(self.done, self.total)
-                        continue
-                raw = self.source.chunk(cid, f.path)
-                os.pwrite(fd, raw, offset)
-                changed = True
-                self.written += len(raw)
-                self.done += len(raw)
-                self.progress(self.done, self.total)
-            if existing and os.fstat(fd).st_size != f.size:
-                os.ftruncate(fd, f.size)
-                changed = True
-        finally:
-            os.close(fd)
-        os.chmod(dest, f.mode & 0o777)
-        if not changed:
-            self.unchanged += 1
 
 
 def _remove_extra(root: Path, keep: set[Path]) -> int:
@@ -210,7 +150,7 @@ def restore(
         for p in places
         if p.target in holders
     ]
-    codec = ChunkCodec(settings.compression, settings.compression_level)
+    codec = ChunkCodec.for_cluster(settings, cluster.name, [n for n, _ in storages], writing=False)
     source = BackupSource(storages, codec)
     m: BackupManifest = source.manifest(cluster.name, chosen.id)
     if m.system_identifier != cluster.system_identifier:
@@ -223,20 +163,29 @@ def restore(
         raise UsageError(
             f"--tablespace-map names no tablespace of the backup: {', '.join(sorted(unknown))}"
         )
-    writer = _Writer(source, codec, m.chunk_size, delta, progress, m.logical_bytes)
-    keep = writer.tree(pgdata, m.files)
-    removed = _remove_extra(pgdata, keep | {pgdata / "pg_tblspc"}) if delta else 0
-    lines = []
-    for t in m.tablespaces:
-        location = Path(mapping.get(t.location) or mapping.get(t.oid) or t.location)
+    locations = {
+        t.oid: Path(mapping.get(t.location) or mapping.get(t.oid) or t.location)
+        for t in m.tablespaces
+    }
+    for location in locations.values():
         if location.exists() and any(location.iterdir()) and not delta:
             raise UsageError(
                 f"tablespace folder {location} is not empty",
-                hint="map it elsewhere with --tablespace-map OLD=NEW",
+                hint="map it elsewhere with --tablespace-map OLD=NEW, or use --delta",
             )
-        tkeep = writer.tree(location, t.files)
+    writer = Writer(source, codec, m.chunk_size, delta, progress, m.logical_bytes)
+    try:
+        keep = writer.tree(pgdata, m.files)
+        trees = {t.oid: writer.tree(locations[t.oid], t.files) for t in m.tablespaces}
+        writer.finish()
+    finally:
+        writer.abort()
+    removed = _remove_extra(pgdata, keep | {pgdata / "pg_tblspc"}) if delta else 0
+    lines = []
+    for t in m.tablespaces:
+        location = locations[t.oid]
         if delta:
-            removed += _remove_extra(location, tkeep)
+            removed += _remove_extra(location, trees[t.oid])
         link = pgdata / "pg_tblspc" / t.oid
         if link.is_symlink() or link.exists():
             link.unlink()

@@ -4,7 +4,8 @@ that hold it in priority order, falling back per chunk when one is missing or co
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 from pgharbor.backup.chunks import ChunkCodec, ChunkStore
 from pgharbor.backup.manifest import BackupManifest, manifest_key
@@ -19,6 +20,15 @@ class _Source:
     name: str
     store: ChunkStore
     loaded: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def ready(self) -> ChunkStore:
+        """The store with its index loaded (once, even when many threads ask at once)."""
+        with self.lock:
+            if not self.loaded:
+                self.store.load()
+                self.loaded = True
+        return self.store
 
 
 class BackupSource:
@@ -35,7 +45,7 @@ class BackupSource:
         for src in self.sources:
             try:
                 return BackupManifest.unseal(
-                    src.store.storage.get(manifest_key(cluster, backup_id))
+                    src.store.storage.get(manifest_key(cluster, backup_id)), src.store.codec.keys
                 )
             except (StorageError, IntegrityError) as exc:
                 problems.append(f"{src.name}: {exc}")
@@ -45,10 +55,7 @@ class BackupSource:
         problems = []
         for src in self.sources:
             try:
-                if not src.loaded:
-                    src.store.load()
-                    src.loaded = True
-                raw = src.store.read(cid)
+                raw = src.ready().read(cid)
             except (StorageError, IntegrityError) as exc:
                 problems.append(f"{src.name}: {exc}")
                 continue
