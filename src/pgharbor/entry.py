@@ -10,10 +10,10 @@ from __future__ import annotations
 import sys
 
 _GLOBAL_WITH_VALUE = ("--catalog", "--config")
-_USAGE = {
-    "push": "usage: pgharbor [--catalog URL] [--config FILE] wal push CLUSTER PATH",
-    "fetch": "usage: pgharbor [--catalog URL] [--config FILE] wal fetch CLUSTER NAME DEST",
-}
+_HOT_VERBS = ("push", "fetch", "pusher", "prefetcher")
+# restore_command exit status > 125: PostgreSQL stops recovery (FATAL) instead of
+# treating the file as missing
+ABORT_RECOVERY = 126
 
 
 def _split_globals(argv: list[str]) -> tuple[dict[str, str], list[str]] | None:
@@ -37,22 +37,14 @@ def _split_globals(argv: list[str]) -> tuple[dict[str, str], list[str]] | None:
 def _fast(opts: dict[str, str], verb: str, args: list[str]) -> int:
     import os
 
+    from pgharbor.archive import hotcli
     from pgharbor.errors import PgharborError, WalNotArchived
-    from pgharbor.settings import load_settings
 
     try:
-        if len(args) != (2 if verb == "push" else 3) or any(a.startswith("-") for a in args[:1]):
-            print(f"pgharbor: error: {_USAGE[verb]}", file=sys.stderr)
-            return 2
+        from pgharbor.settings import load_settings
+
         settings = load_settings(catalog=opts.get("catalog"), config=opts.get("config"))
-        if verb == "push":
-            from pgharbor.archive.push import push
-
-            push(settings, args[0], args[1])
-        else:
-            from pgharbor.archive.fetch import fetch
-
-            fetch(settings, args[0], args[1], args[2])
+        hotcli.run(verb, settings, args)
         return 0
     except WalNotArchived as exc:
         # the normal answer at the end of the archive and to timeline probes: quiet
@@ -62,6 +54,12 @@ def _fast(opts: dict[str, str], verb: str, args: list[str]) -> int:
         return exc.code
     except PgharborError as exc:
         print(exc.line(), file=sys.stderr)
+        if verb == "fetch" and hotcli.in_archive_recovery():
+            # Any exit below 126 reads as "not in the archive": a targeted recovery would
+            # end early and promote short of its target. Stop recovery instead, loudly;
+            # after the problem is fixed a restart resumes it.
+            print("pgharbor: stopping recovery rather than ending it early", file=sys.stderr)
+            return ABORT_RECOVERY
         return exc.code
     except KeyboardInterrupt:
         print("pgharbor: interrupted", file=sys.stderr)
@@ -87,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     split = _split_globals(argv)
     if split is not None:
         opts, rest = split
-        fast = len(rest) >= 2 and rest[0] == "wal" and rest[1] in ("push", "fetch")
+        fast = len(rest) >= 2 and rest[0] == "wal" and rest[1] in _HOT_VERBS
         if fast and not any(a in ("--help", "-h") for a in rest):
             return _fast(opts, rest[1], rest[2:])
     from pgharbor.cli.main import run

@@ -72,6 +72,7 @@ def register_cluster(
     platform: str = "",
     required_copies: int = 1,
     catalog_given: bool = True,
+    archive_async: bool = False,
 ) -> Registration:
     check_name("cluster", name)
     if required_copies < 1:
@@ -106,6 +107,7 @@ def register_cluster(
             "system_identifier": str(ident.system_identifier),
             "wal_segment_size": ident.wal_segment_size,
             "required_copies": required_copies,
+            "archive_async": archive_async,
         }
         if cluster_id:
             values["id"] = cluster_id
@@ -115,12 +117,24 @@ def register_cluster(
         except BaseException:
             catalog.delete_cluster(cluster.id)
             raise
+    archive, restore = command_lines(settings, cluster, catalog_given)
+    return Registration(cluster, archive, restore, adopted)
+
+
+def command_lines(settings: Settings, cluster: Cluster, catalog_given: bool) -> tuple[str, str]:
+    """The archive_command and restore_command lines for the cluster's mode."""
+    from pgharbor.archive.spool import async_archive_command
+
     cmd = pgharbor_command(settings, catalog_given)
-    return Registration(
-        cluster,
-        conf_line("archive_command", f"{cmd} wal push {shlex.quote(name)} %p"),
-        conf_line("restore_command", f"{cmd} wal fetch {shlex.quote(name)} %f %p"),
-        adopted,
+    name = shlex.quote(cluster.name)
+    push = (
+        async_archive_command(cmd, cluster.name)
+        if cluster.archive_async
+        else f"{cmd} wal push {name} %p"
+    )
+    return (
+        conf_line("archive_command", push),
+        conf_line("restore_command", f"{cmd} wal fetch {name} %f %p"),
     )
 
 

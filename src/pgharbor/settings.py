@@ -9,6 +9,12 @@ Example config file::
     compression_level = 3
     catalog_timeout = 3         # seconds to reach the catalog before using the local cache
     target_timeout = 10         # seconds a target may take before it is skipped
+    async_workers = 0           # async archiving: parallel pushes (0: one per core, at least 2)
+    async_wait = 60             # seconds archive_command waits for the resident pusher
+    async_idle_exit = 60        # seconds without ready WAL before the pusher exits
+    prefetch_depth = 8          # segments wal fetch keeps ahead of replay (0: off)
+    prefetch_workers = 4        # parallel prefetch downloads
+    prefetch_idle_exit = 30     # seconds without a new request before the prefetcher exits
 
     [targets.s3-eu]             # per-target settings, never stored in the catalog
     endpoint_url = "https://s3.example.net"
@@ -35,6 +41,12 @@ _KNOWN = {
     "compression_level",
     "catalog_timeout",
     "target_timeout",
+    "async_workers",
+    "async_wait",
+    "async_idle_exit",
+    "prefetch_depth",
+    "prefetch_workers",
+    "prefetch_idle_exit",
     "targets",
     "clusters",
 }
@@ -56,6 +68,12 @@ class Settings:
     compression_level: int = 3
     catalog_timeout: float = 3.0
     target_timeout: float = 10.0
+    async_workers: int = 0
+    async_wait: float = 60.0
+    async_idle_exit: float = 60.0
+    prefetch_depth: int = 8
+    prefetch_workers: int = 4
+    prefetch_idle_exit: float = 30.0
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
     clusters: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -142,6 +160,14 @@ def load_settings(
         ),
         catalog_timeout=_number("catalog_timeout", raw.get("catalog_timeout", 3), float, 0.1, 600),
         target_timeout=_number("target_timeout", raw.get("target_timeout", 10), float, 0.1, 3600),
+        async_workers=_number("async_workers", raw.get("async_workers", 0), int, 0, 64),
+        async_wait=_number("async_wait", raw.get("async_wait", 60), float, 0.1, 3600),
+        async_idle_exit=_number("async_idle_exit", raw.get("async_idle_exit", 60), float, 1, 86400),
+        prefetch_depth=_number("prefetch_depth", raw.get("prefetch_depth", 8), int, 0, 256),
+        prefetch_workers=_number("prefetch_workers", raw.get("prefetch_workers", 4), int, 1, 64),
+        prefetch_idle_exit=_number(
+            "prefetch_idle_exit", raw.get("prefetch_idle_exit", 30), float, 1, 86400
+        ),
         targets=raw.get("targets", {}),
         clusters=raw.get("clusters", {}),
     )

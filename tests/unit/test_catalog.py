@@ -125,3 +125,39 @@ def test_schema_revision_constant_is_the_migration_head() -> None:
     from pgharbor.catalog.schema import SCHEMA_REVISION
 
     assert db.head_revision() == SCHEMA_REVISION
+
+
+def test_upgrade_keeps_existing_rows(catalog_url: str) -> None:  # noqa: F811
+    from alembic import command
+
+    engine, cu = db.make_engine(catalog_url)
+    cfg = db._alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+    with engine.begin() as conn:  # a fleet registered with the first schema
+        conn.execute(
+            sa.text(
+                "INSERT INTO clusters (id, name, idc, platform, software, version, version_num, host, port,"
+                " dsn, system_identifier, wal_segment_size, required_copies, active, created_at, modified_at)"
+                " VALUES ('c-id', 'c1', 'dc', '', 'postgresql', '15.18', 150018, 'h', 5432, 'dsn', '42',"
+                " 16777216, 1, true, '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO targets (id, name, url, active, created_at, modified_at)"
+                " VALUES ('t-id', 't1', 'file:///x', true, '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO placements (cluster_id, target_id, priority, active, created_at, modified_at)"
+                " VALUES ('c-id', 't-id', 1, true, '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+            )
+        )
+    db.migrate(engine, cu)
+    cat = init_catalog(catalog_url)
+    c = cat.cluster("c1")
+    assert c.archive_async is False and c.system_identifier == "42"
+    assert [p.target for p in cat.placements("c1")] == ["t1"]

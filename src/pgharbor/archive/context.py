@@ -46,6 +46,7 @@ class ClusterContext:
     required_copies: int
     active: bool
     placements: tuple[Placement, ...]
+    archive_async: bool = False
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ClusterContext:
@@ -57,6 +58,7 @@ class ClusterContext:
             required_copies=int(d["required_copies"]),
             active=bool(d.get("active", True)),
             placements=tuple(Placement(**p) for p in d["placements"]),
+            archive_async=bool(d.get("archive_async", False)),
         )
 
 

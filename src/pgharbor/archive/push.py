@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,7 @@ from pgharbor.errors import (
     IntegrityError,
     ObjectExists,
     ObjectNotFound,
+    PgharborError,
     StorageError,
     UsageError,
 )
@@ -91,9 +93,14 @@ class _Sealer:
         self.meta, self.data, self.settings = meta, data, settings
         self._payload: bytes | None = None
         self._blobs: dict[str | None, bytes] = {}
+        self._lock = threading.Lock()
 
     def blob(self, keys: crypto.Keyring | None) -> bytes:
         kid = keys.current.id if keys is not None and keys.current is not None else None
+        with self._lock:  # targets are written from several threads: compress once
+            return self._blob(kid, keys)
+
+    def _blob(self, kid: str | None, keys: crypto.Keyring | None) -> bytes:
         if kid not in self._blobs:
             if self._payload is None:
                 self._payload = envelope.compress(
@@ -160,68 +167,134 @@ def push_to(placement: Placement, key: str, sealer: _Sealer, settings: Settings)
         return CopyOutcome(placement.target, "failed", detail=str(exc))
 
 
-def push(settings: Settings, cluster: str, path: str) -> PushResult:
+def store_file(
+    settings: Settings, ctx: ClusterContext, path: str
+) -> tuple[PushResult, list[dict[str, Any]], PgharborError | None]:
+    """Validate one WAL file and store it on every active placement (concurrently; the
+    outcomes are listed in priority order). Returns the result, the catalog rows to
+    record and the error that makes the push fail (too few copies, a conflict), if any.
+    No catalog I/O: the sync push and the resident pusher record rows their own way."""
     wal, data = read_wal_file(path)
+    if not ctx.active:
+        raise UsageError(f"cluster {ctx.name!r} is not active: refusing to archive {wal.name}")
+    validate(wal, data, ctx)
+    if not ctx.placements:
+        raise ArchiveIncomplete(
+            f"cluster {ctx.name!r} has no active placements: {wal.name} not archived",
+            hint=f"pgharbor placement add {ctx.name} TARGET --priority 1",
+        )
+    meta = envelope.Meta(
+        kind="wal",
+        name=wal.name,
+        cluster=ctx.name,
+        cluster_id=ctx.id,
+        system_identifier=str(ctx.system_identifier),
+        size=len(data),
+        sha256=envelope.sha256(data),
+        compression=settings.compression,
+    )
+    for p in ctx.placements:  # a key problem stops the push before anything is written
+        crypto.keyring(settings, ctx.name, p.target)
+    result = PushResult(ctx.name, wal.name, len(data), meta.sha256, ctx.required_copies)
+    sealer = _Sealer(meta, data, settings)
+    key = wal_key(ctx.name, wal)
+    outcomes: list[CopyOutcome | None] = [None] * len(ctx.placements)
+
+    def one(i: int) -> None:
+        outcomes[i] = push_to(ctx.placements[i], key, sealer, settings)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(1, len(ctx.placements))]
+    for t in threads:
+        t.start()
+    one(0)
+    for t in threads:
+        t.join()
+    when = datetime.now(UTC).isoformat()
+    rows: list[dict[str, Any]] = []
+    for placement, outcome in zip(ctx.placements, outcomes, strict=True):
+        assert outcome is not None
+        result.outcomes.append(outcome)
+        if outcome.status == "conflict":
+            continue  # the catalog keeps describing the copy that is stored
+        rows.append(
+            {
+                "cluster_id": ctx.id,
+                "target_id": placement.target_id,
+                "name": wal.name,
+                "timeline": wal.timeline,
+                "size": len(data),
+                "stored_size": outcome.stored_size,
+                "checksum": "sha256:" + meta.sha256,
+                "archived_at": when,
+                "status": "ok" if outcome.ok else "failed",
+                "detail": outcome.detail,
+            }
+        )
+    return result, rows, outcome_error(result)
+
+
+def outcome_error(result: PushResult) -> PgharborError | None:
+    conflicts = [o for o in result.outcomes if o.status == "conflict"]
+    if conflicts:
+        return Conflict(f"{result.name}: on target {conflicts[0].target}: {conflicts[0].detail}")
+    if result.copies < result.required:
+        failed = "; ".join(f"{o.target}: {o.detail}" for o in result.outcomes if not o.ok)
+        return ArchiveIncomplete(
+            f"{result.name}: {result.copies} of {result.required} required copies stored "
+            f"(PostgreSQL keeps the file and retries): {failed}"
+        )
+    return None
+
+
+def push(settings: Settings, cluster: str, path: str) -> PushResult:
+    parse_name(os.path.basename(path))
     session = HotSession(settings, cluster)
     try:
-        ctx = session.ctx
-        if not ctx.active:
-            raise UsageError(f"cluster {cluster!r} is not active: refusing to archive {wal.name}")
-        validate(wal, data, ctx)
-        if not ctx.placements:
-            raise ArchiveIncomplete(
-                f"cluster {cluster!r} has no active placements: {wal.name} not archived",
-                hint=f"pgharbor placement add {cluster} TARGET --priority 1",
-            )
-        meta = envelope.Meta(
-            kind="wal",
-            name=wal.name,
-            cluster=ctx.name,
-            cluster_id=ctx.id,
-            system_identifier=str(ctx.system_identifier),
-            size=len(data),
-            sha256=envelope.sha256(data),
-            compression=settings.compression,
-        )
-        for p in ctx.placements:  # a key problem stops the push before anything is written
-            crypto.keyring(settings, ctx.name, p.target)
-        result = PushResult(cluster, wal.name, len(data), meta.sha256, ctx.required_copies)
-        sealer = _Sealer(meta, data, settings)
-        key = wal_key(ctx.name, wal)
-        when = datetime.now(UTC).isoformat()
-        rows: list[dict[str, Any]] = []
-        for placement in ctx.placements:
-            outcome = push_to(placement, key, sealer, settings)
-            result.outcomes.append(outcome)
-            if outcome.status == "conflict":
-                continue  # the catalog keeps describing the copy that is stored
-            rows.append(
-                {
-                    "cluster_id": ctx.id,
-                    "target_id": placement.target_id,
-                    "name": wal.name,
-                    "timeline": wal.timeline,
-                    "size": len(data),
-                    "stored_size": outcome.stored_size,
-                    "checksum": "sha256:" + meta.sha256,
-                    "archived_at": when,
-                    "status": "ok" if outcome.ok else "failed",
-                    "detail": outcome.detail,
-                }
-            )
+        result, rows, error = store_file(settings, session.ctx, path)
         result.recorded_in = session.record(rows)
     finally:
         session.close()
-    conflicts = [o for o in result.outcomes if o.status == "conflict"]
-    if conflicts:
-        raise Conflict(f"{wal.name}: on target {conflicts[0].target}: {conflicts[0].detail}")
-    if result.copies < result.required:
-        failed = "; ".join(f"{o.target}: {o.detail}" for o in result.outcomes if not o.ok)
-        raise ArchiveIncomplete(
-            f"{wal.name}: {result.copies} of {result.required} required copies stored "
-            f"(PostgreSQL keeps the file and retries): {failed}"
-        )
+    if error is not None:
+        raise error
     return result
+
+
+def push_async(settings: Settings, cluster: str, path: str) -> None:
+    """archive_command in async mode: confirm what the resident pusher already archived,
+    else start it if needed and wait (bounded) for it. Never stores anything itself."""
+    import time
+    from pathlib import Path
+
+    from pgharbor.archive.pusher import spawn_pusher
+    from pgharbor.archive.spool import Spool
+
+    name = parse_name(os.path.basename(path)).name
+    full = Path(os.path.abspath(path))
+    pgdata = full.parent.parent if full.parent.name == "pg_wal" else Path.cwd()
+    spool = Spool(pgdata)
+    if spool.take_done(name):
+        return
+    started = time.time()
+    deadline = time.monotonic() + settings.async_wait
+    spawned = 0.0
+    while True:
+        if spool.take_done(name):
+            return
+        failure = spool.failure(name)
+        if failure is not None and failure[0] >= started:
+            raise ArchiveIncomplete(
+                f"{failure[1].removeprefix('pgharbor: error: ')} (async pusher)"
+            )
+        now = time.monotonic()
+        if now > deadline:
+            raise ArchiveIncomplete(
+                f"{name} not archived by the resident pusher within {settings.async_wait:.0f} s; "
+                f"PostgreSQL keeps it and retries (see {spool.log_path})"
+            )
+        if now - spawned > 1.0 and not spool.pusher_running():
+            spawn_pusher(settings, cluster, pgdata)
+            spawned = now
+        time.sleep(0.005)
 
 
 def describe(result: PushResult) -> str:

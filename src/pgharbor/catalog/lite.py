@@ -39,7 +39,7 @@ _UPSERT = (
 )
 
 _CLUSTER = (
-    "SELECT id, name, system_identifier, wal_segment_size, required_copies, active "
+    "SELECT id, name, system_identifier, wal_segment_size, required_copies, active, archive_async "
     "FROM clusters WHERE name = %s"
 )
 _PLACEMENTS = (
@@ -90,7 +90,7 @@ def load_cluster(conn: Any, kind: str, name: str) -> dict[str, Any]:
         row = cur.fetchone()
         if row is None:
             raise NotFound(f"no cluster named {name!r} in the catalog")
-        cid, cname, sysid, segsize, required, active = row
+        cid, cname, sysid, segsize, required, active, archive_async = row
         cur.execute(_sql(kind, _PLACEMENTS), (cid,))
         placements = [
             {"target_id": t, "target": n, "url": u, "priority": p} for t, n, u, p in cur.fetchall()
@@ -105,6 +105,7 @@ def load_cluster(conn: Any, kind: str, name: str) -> dict[str, Any]:
         "wal_segment_size": int(segsize),
         "required_copies": int(required),
         "active": bool(active),
+        "archive_async": bool(archive_async),
         "placements": placements,
     }
 

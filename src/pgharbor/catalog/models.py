@@ -34,6 +34,7 @@ class Cluster:
     active: bool
     created_at: datetime
     modified_at: datetime
+    archive_async: bool = False
 
 
 @dataclass(frozen=True)

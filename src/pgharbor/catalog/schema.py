@@ -20,11 +20,12 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     true,
 )
 
 # The newest Alembic revision in catalog/migrations/versions (checked by a unit test).
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 
 metadata = MetaData(
     naming_convention={
@@ -59,6 +60,8 @@ clusters = Table(
     Column("system_identifier", String(20), nullable=False),
     Column("wal_segment_size", BigInteger, nullable=False),
     Column("required_copies", Integer, nullable=False, server_default="1"),
+    # async archiving: a resident pusher works ahead of archive_command
+    Column("archive_async", Boolean, nullable=False, server_default=false()),
     Column("active", Boolean, nullable=False, server_default=true()),
     *_times(),
     UniqueConstraint("idc", "host", "port"),

@@ -86,9 +86,21 @@ def cluster() -> None:
     type=int,
     help="Copies that must be durable before a WAL file counts as archived.",
 )
+@click.option(
+    "--async",
+    "archive_async",
+    is_flag=True,
+    help="Async archiving: a resident pusher works ahead of archive_command.",
+)
 @click.pass_context
 def cluster_add(
-    ctx: click.Context, name: str, dsn: str, idc: str, platform: str, required_copies: int
+    ctx: click.Context,
+    name: str,
+    dsn: str,
+    idc: str,
+    platform: str,
+    required_copies: int,
+    archive_async: bool,
 ) -> None:
     """Register the running cluster reachable at DSN as NAME."""
     from pgharbor.fleet import register_cluster
@@ -104,6 +116,7 @@ def cluster_add(
         platform=platform,
         required_copies=required_copies,
         catalog_given=catalog_given,
+        archive_async=archive_async,
     )
     c = reg.cluster
     click.echo(
@@ -180,20 +193,45 @@ def cluster_show(app: AppContext, name: str, as_json: bool) -> None:
 @click.argument("name")
 @click.option("--required-copies", type=int, help="Copies required before a WAL file counts.")
 @click.option("--active/--inactive", default=None, help="Archive this cluster or refuse to.")
-@pass_app
+@click.option(
+    "--async/--sync",
+    "archive_async",
+    default=None,
+    help="Async archiving (a resident pusher works ahead) or sync.",
+)
+@click.pass_context
 def cluster_set(
-    app: AppContext, name: str, required_copies: int | None, active: bool | None
+    ctx: click.Context,
+    name: str,
+    required_copies: int | None,
+    active: bool | None,
+    archive_async: bool | None,
 ) -> None:
     """Change a cluster's settings."""
+    from pgharbor.fleet import command_lines
+
+    app: AppContext = ctx.obj
     values: dict[str, object] = {}
     if required_copies is not None:
         values["required_copies"] = required_copies
     if active is not None:
         values["active"] = active
+    if archive_async is not None:
+        values["archive_async"] = archive_async
     if not values:
-        raise click.UsageError("nothing to change: give --required-copies or --active/--inactive")
+        raise click.UsageError(
+            "nothing to change: give --required-copies, --active/--inactive or --async/--sync"
+        )
     c = app.catalog().update_cluster(name, **values)
-    click.echo(f"cluster {c.name}: required copies {c.required_copies}, active {c.active}")
+    click.echo(
+        f"cluster {c.name}: required copies {c.required_copies}, active {c.active}, "
+        f"archiving {'async' if c.archive_async else 'sync'}"
+    )
+    if archive_async is not None:
+        archive, _ = command_lines(
+            app.settings, c, ctx.find_root().params.get("catalog") is not None
+        )
+        click.echo(f"Set this in its postgresql.conf (a reload applies it):\n  {archive}")
 
 
 @click.group()

@@ -15,14 +15,20 @@ def wal() -> None:
 
 
 @wal.command("push")
+@click.option(
+    "--async",
+    "use_async",
+    is_flag=True,
+    help="Confirm what the resident pusher archived ahead (starting it if needed).",
+)
 @click.argument("cluster")
 @click.argument("path")
 @pass_app
-def wal_push(app: AppContext, cluster: str, path: str) -> None:
+def wal_push(app: AppContext, use_async: bool, cluster: str, path: str) -> None:
     """Archive the WAL file at PATH. Use as archive_command = 'pgharbor … wal push CLUSTER %p'."""
-    from pgharbor.archive.push import push
+    from pgharbor.archive import hotcli
 
-    push(app.settings, cluster, path)
+    hotcli.run("push", app.settings, (["--async"] if use_async else []) + [cluster, path])
 
 
 @wal.command("fetch")
@@ -33,9 +39,9 @@ def wal_push(app: AppContext, cluster: str, path: str) -> None:
 def wal_fetch(app: AppContext, cluster: str, name: str, dest: str) -> None:
     """Restore WAL file NAME to DEST. Use as restore_command = 'pgharbor … wal fetch CLUSTER %f %p'.
     Exit 1 when no target has it."""
-    from pgharbor.archive.fetch import fetch
+    from pgharbor.archive.hotcli import fetch_with_prefetch
 
-    fetch(app.settings, cluster, name, dest)
+    fetch_with_prefetch(app.settings, cluster, name, dest)
 
 
 @wal.command("list")

@@ -1,0 +1,171 @@
+"""Prefetching for wal fetch: replay never waits on the network.
+
+When PostgreSQL asks for segment N, the resident prefetcher (one per data directory,
+started on demand, exits when idle) fetches the following segments of the same timeline
+in parallel into ``<pgdata>/pg_wal/pgharbor-prefetch/``: verified, written atomically,
+at most ``depth`` files. A cached segment is handed over by a rename (same filesystem).
+It stops at the first segment the archive does not have (the end of the archive, or of a
+timeline) and only asks for it again after a pause, so nothing probes endlessly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from pgharbor.domain.wal import WalKind, parse_name, segment_name
+from pgharbor.settings import Settings
+
+log = logging.getLogger("pgharbor.prefetch")
+CACHE = "pg_wal/pgharbor-prefetch"
+
+
+class Cache:
+    def __init__(self, pgdata: Path) -> None:
+        self.root = pgdata / CACHE
+        self.wanted = self.root / "wanted"
+        self.lock = self.root / "prefetch.lock"
+        self.log = self.root / "prefetch.log"
+
+    def take(self, name: str, dest: str) -> bool:
+        """Move a prefetched copy of ``name`` to ``dest``; False if there is none."""
+        try:
+            os.replace(self.root / name, dest)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def want(self, name: str) -> None:
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = self.root / f".wanted.{os.getpid()}"
+        tmp.write_text(name)
+        os.replace(tmp, self.wanted)
+
+    def running(self) -> bool:
+        try:
+            fd = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+
+def note_fetched(settings: Settings, cluster: str, pgdata: Path, name: str) -> None:
+    """After PostgreSQL got segment ``name``: move the window, start the prefetcher."""
+    wal = parse_name(name)
+    if wal.kind is not WalKind.SEGMENT:
+        return
+    cache = Cache(pgdata)
+    cache.want(name)
+    if cache.running():
+        return
+    args = [sys.executable, "-m", "pgharbor.entry"]
+    if settings.config_file is not None:
+        args += ["--config", str(settings.config_file)]
+    if settings.catalog:
+        args += ["--catalog", settings.catalog]
+    args += ["wal", "prefetcher", cluster, str(pgdata)]
+    with open(cache.log, "ab") as out:
+        subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            close_fds=True,
+            cwd=pgdata,
+        )
+
+
+def window(wanted: str, depth: int, segment_size: int) -> list[str]:
+    w = parse_name(wanted)
+    first = w.segno(segment_size) + 1
+    return [segment_name(w.timeline, n, segment_size) for n in range(first, first + depth)]
+
+
+def run_prefetcher(settings: Settings, cluster: str, pgdata_arg: str) -> int:
+    from pgharbor.archive.context import HotSession
+    from pgharbor.archive.fetch import read_archived, write_atomic
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    cache = Cache(Path(pgdata_arg).absolute())
+    cache.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(cache.lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return 0
+    session = HotSession(settings, cluster)
+    session.close()
+    ctx = session.ctx
+    depth, workers = settings.prefetch_depth, settings.prefetch_workers
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prefetch")
+    inflight: dict[str, Future[bytes | None]] = {}
+    missing_until: dict[str, float] = {}
+    last_wanted, changed = "", time.monotonic()
+
+    def get(name: str) -> bytes | None:
+        found = read_archived(settings, ctx, parse_name(name))
+        return None if found is None else found[0]
+
+    log.info("prefetcher for %s in %s: depth %d, %d workers", cluster, cache.root, depth, workers)
+    try:
+        while True:
+            try:
+                wanted = cache.wanted.read_text().strip()
+            except FileNotFoundError:
+                wanted = ""
+            now = time.monotonic()
+            if wanted != last_wanted:
+                last_wanted, changed = wanted, now
+            elif now - changed > settings.prefetch_idle_exit:
+                break
+            names = window(wanted, depth, ctx.wal_segment_size) if wanted else []
+            keep = set(names)
+            for p in cache.root.iterdir():  # keep the cache to the window
+                if p.name not in keep and not p.name.startswith((".", "wanted", "prefetch")):
+                    with contextlib.suppress(FileNotFoundError):
+                        p.unlink()
+            for name, fut in list(inflight.items()):
+                if fut.done():
+                    del inflight[name]
+                    try:
+                        data = fut.result()
+                    except Exception as exc:  # unreachable target or corrupt copy: retry later
+                        log.warning("%s: %s", name, exc)
+                        missing_until[name] = now + 2.0
+                        continue
+                    if data is None:
+                        missing_until[name] = now + 1.0  # the end of the archive, for now
+                    elif name in keep:
+                        write_atomic(str(cache.root / name), data)
+            for name in names:
+                if name in inflight or (cache.root / name).exists():
+                    continue
+                if missing_until.get(name, 0) > now:
+                    break  # nothing past a missing segment: it ends the timeline for now
+                if len(inflight) >= workers:
+                    break
+                inflight[name] = pool.submit(get, name)
+            time.sleep(0.02 if inflight else 0.1)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in cache.root.iterdir():  # clean after use
+            if p.name not in ("prefetch.lock", "prefetch.log"):
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+        os.close(fd)
+        log.info("prefetcher for %s exits", cluster)
+    return 0

@@ -1,0 +1,180 @@
+"""The resident pusher: async archiving that works ahead of PostgreSQL.
+
+Started on demand by the first ``wal push --async`` (one per cluster: a lock in the
+spool), it watches ``pg_wal/archive_status/*.ready`` and pushes every ready file to the
+targets on worker threads, then leaves a done marker that archive_command consumes.
+Rows for the catalog go to the local journal first (durable, before the marker) and
+reach the catalog in batches. It exits when idle. Killed at any moment, it loses
+nothing: stores are atomic, markers come after durability, PostgreSQL still holds
+every file not yet confirmed, and the next archive_command starts a new pusher.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from pgharbor.archive.context import HotSession
+from pgharbor.archive.spool import Spool
+from pgharbor.errors import PgharborError
+from pgharbor.settings import Settings
+
+log = logging.getLogger("pgharbor.pusher")
+FLUSH_EVERY = 1.0
+REFRESH_EVERY = 30.0
+
+
+def ready_files(status_dir: Path) -> list[str]:
+    """Files PostgreSQL waits to see archived: timeline history first, then in WAL order."""
+    try:
+        names = [n[:-6] for n in os.listdir(status_dir) if n.endswith(".ready")]
+    except FileNotFoundError:
+        return []
+    return sorted(names, key=lambda n: (not n.endswith(".history"), n))
+
+
+def spawn_pusher(settings: Settings, cluster: str, pgdata: Path) -> None:
+    """Start a detached pusher (it exits at once if another one holds the lock)."""
+    args = [sys.executable, "-m", "pgharbor.entry"]
+    if settings.config_file is not None:
+        args += ["--config", str(settings.config_file)]
+    if settings.catalog:
+        args += ["--catalog", settings.catalog]
+    args += ["wal", "pusher", cluster, str(pgdata)]
+    spool = Spool(pgdata)
+    spool.ensure()
+    with open(spool.log_path, "ab") as out:
+        subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            close_fds=True,
+            cwd=pgdata,
+        )
+
+
+class Pusher:
+    def __init__(
+        self, settings: Settings, cluster: str, pgdata: Path, workers: int, idle_exit: float
+    ) -> None:
+        self.settings, self.cluster, self.pgdata = settings, cluster, pgdata
+        self.spool = Spool(pgdata)
+        self.status_dir = pgdata / "pg_wal" / "archive_status"
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="push")
+        self.workers, self.idle_exit = workers, idle_exit
+        self.inflight: dict[
+            str, Future[tuple[Any, list[dict[str, Any]], PgharborError | None]]
+        ] = {}
+        self.retry_at: dict[str, float] = {}
+        self.failures: dict[str, int] = {}
+        self.session = HotSession(settings, cluster)
+        self.session.close()
+        self.refreshed = self.flushed = time.monotonic()
+        self.unflushed = 0
+
+    def _task(self, name: str) -> tuple[Any, list[dict[str, Any]], PgharborError | None]:
+        from pgharbor.archive.push import store_file
+
+        return store_file(self.settings, self.session.ctx, str(self.pgdata / "pg_wal" / name))
+
+    def _collect(self) -> None:
+        for name, fut in list(self.inflight.items()):
+            if not fut.done():
+                continue
+            del self.inflight[name]
+            try:
+                _result, rows, error = fut.result()
+            except PgharborError as exc:
+                rows, error = [], exc
+            except Exception as exc:  # a bug must not kill the pusher: report, retry later
+                log.exception("pushing %s failed unexpectedly", name)
+                rows, error = [], PgharborError(f"internal error: {type(exc).__name__}: {exc}")
+            if rows:
+                self.session.state.append_journal(rows)  # durable before the marker
+                self.unflushed += len(rows)
+            if error is None:
+                self.spool.mark_done(name)
+                self.failures.pop(name, None)
+                self.retry_at.pop(name, None)
+                log.info("%s archived", name)
+            else:
+                n = self.failures[name] = self.failures.get(name, 0) + 1
+                self.retry_at[name] = time.monotonic() + min(30.0, 0.5 * 2 ** min(n, 6))
+                self.spool.mark_failed(name, error.line())
+                log.warning("%s: %s (attempt %d)", name, error.line(), n)
+
+    def _flush(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.flushed < FLUSH_EVERY:
+            return
+        self.flushed = now
+        if not self.unflushed and now - self.refreshed < REFRESH_EVERY:
+            return
+        try:
+            session = HotSession(self.settings, self.cluster)  # refreshes placements too
+        except PgharborError as exc:
+            log.warning("catalog and cache unavailable: %s", exc)
+            return
+        try:
+            if session.conn is not None:
+                session.state.flush_journal(session.conn, session.kind, [])
+                self.unflushed = 0
+            self.session, self.refreshed = session, now
+        except PgharborError as exc:
+            log.warning("batch to the catalog failed (rows stay in the journal): %s", exc)
+        finally:
+            session.close()
+
+    def run(self) -> int:
+        lock = self.spool.hold_lock()
+        if lock is None:
+            return 0  # another pusher serves this cluster
+        log.info(
+            "pusher started for %s in %s (%d workers)", self.cluster, self.pgdata, self.workers
+        )
+        idle_since = time.monotonic()
+        try:
+            while True:
+                ready = ready_files(self.status_dir)
+                self.spool.sweep(set(ready))
+                now = time.monotonic()
+                for name in ready:
+                    if len(self.inflight) >= self.workers * 2:
+                        break
+                    if (
+                        name in self.inflight
+                        or self.spool.is_done(name)
+                        or self.retry_at.get(name, 0) > now
+                    ):
+                        continue
+                    self.inflight[name] = self.pool.submit(self._task, name)
+                self._collect()
+                self._flush()
+                if ready or self.inflight:
+                    idle_since = now
+                elif now - idle_since > self.idle_exit:
+                    break
+                time.sleep(0.02 if self.inflight else 0.1)
+        finally:
+            self.pool.shutdown(wait=True)
+            self._collect()
+            self._flush(force=True)
+            os.close(lock)
+            log.info("pusher for %s exits", self.cluster)
+        return 0
+
+
+def run_pusher(settings: Settings, cluster: str, pgdata: str) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    workers = settings.async_workers or max(2, os.cpu_count() or 2)
+    return Pusher(
+        settings, cluster, Path(pgdata).absolute(), workers, settings.async_idle_exit
+    ).run()
