@@ -18,13 +18,14 @@ def _stored(root: Path, cluster: str = "c1") -> set[str]:
     return {p.name for p in (root / cluster / "wal").rglob("*") if p.is_file()}
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
 def test_archive_under_load_to_two_targets_and_fetch_back(
-    harbor: Harbor, pg_cluster: PgCluster, workdir: Path
+    harbor: Harbor, pg_cluster: PgCluster, workdir: Path, mode: str
 ) -> None:
     t1, t2 = harbor.target("t1"), harbor.target("t2")
     harbor.register(pg_cluster, "c1", "t1", "t2")
     ref = workdir / "postgres-bytes"
-    harbor.archive_to(pg_cluster, keep_copy=ref)
+    harbor.archive_to(pg_cluster, keep_copy=ref, mode=mode)
     pg_cluster.pgbench_init(scale=4)
     pg_cluster.pgbench(seconds=5, clients=2)
     last = pg_cluster.switch_wal()
@@ -53,13 +54,14 @@ def test_archive_under_load_to_two_targets_and_fetch_back(
         assert dest.read_bytes() == (ref / name).read_bytes(), name
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
 def test_standby_replays_from_the_archive(
-    harbor: Harbor, pg_factory: PgFactory, workdir: Path
+    harbor: Harbor, pg_factory: PgFactory, workdir: Path, mode: str
 ) -> None:
     harbor.target("t1")
     primary = pg_factory("primary")
     harbor.register(primary, "c1", "t1")
-    harbor.archive_to(primary)
+    harbor.archive_to(primary, mode=mode)
     primary.execute("CREATE TABLE t (id int PRIMARY KEY, note text)")
     backup = primary.basebackup(workdir / "standby" / "data", "-X", "none")
     for i in range(1, 6):
@@ -89,6 +91,9 @@ def test_standby_replays_from_the_archive(
     )
     assert standby.is_in_recovery()
     assert standby.sql_one("SELECT note FROM t WHERE id = 1") == "last committed row"
+    # replay was fed by the prefetcher, which worked ahead of PostgreSQL's requests
+    log = (backup / "pg_wal" / "pgharbor-prefetch" / "prefetch.log").read_text()
+    assert "prefetcher for c1" in log
 
 
 def _count_or_none(pg: PgCluster) -> int | None:
