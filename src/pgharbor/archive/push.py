@@ -183,6 +183,17 @@ def store_file(
             f"cluster {ctx.name!r} has no active placements: {wal.name} not archived",
             hint=f"pgharbor placement add {ctx.name} TARGET --priority 1",
         )
+    return store_bytes(settings, ctx, wal, data, ctx.placements)
+
+
+def store_bytes(
+    settings: Settings,
+    ctx: ClusterContext,
+    wal: WalName,
+    data: bytes,
+    placements: tuple[Placement, ...],
+) -> tuple[PushResult, list[dict[str, Any]], PgharborError | None]:
+    """Store validated bytes on ``placements`` (concurrently), as push and sync do."""
     meta = envelope.Meta(
         kind="wal",
         name=wal.name,
@@ -193,17 +204,17 @@ def store_file(
         sha256=envelope.sha256(data),
         compression=settings.compression,
     )
-    for p in ctx.placements:  # a key problem stops the push before anything is written
+    for p in placements:  # a key problem stops the push before anything is written
         crypto.keyring(settings, ctx.name, p.target)
     result = PushResult(ctx.name, wal.name, len(data), meta.sha256, ctx.required_copies)
     sealer = _Sealer(meta, data, settings)
     key = wal_key(ctx.name, wal)
-    outcomes: list[CopyOutcome | None] = [None] * len(ctx.placements)
+    outcomes: list[CopyOutcome | None] = [None] * len(placements)
 
     def one(i: int) -> None:
-        outcomes[i] = push_to(ctx.placements[i], key, sealer, settings)
+        outcomes[i] = push_to(placements[i], key, sealer, settings)
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(1, len(ctx.placements))]
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(1, len(placements))]
     for t in threads:
         t.start()
     one(0)
@@ -211,7 +222,7 @@ def store_file(
         t.join()
     when = datetime.now(UTC).isoformat()
     rows: list[dict[str, Any]] = []
-    for placement, outcome in zip(ctx.placements, outcomes, strict=True):
+    for placement, outcome in zip(placements, outcomes, strict=True):
         assert outcome is not None
         result.outcomes.append(outcome)
         if outcome.status == "conflict":

@@ -75,5 +75,28 @@ def wal_list(app: AppContext, cluster: str, as_json: bool) -> None:
     click.echo(f"{len(files)} file(s); {sum(1 for f in files if f.missing)} with missing copies")
 
 
+@wal.command("sync")
+@click.argument("cluster")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def wal_sync(app: AppContext, cluster: str, as_json: bool) -> None:
+    """Copy every archived file a placement of CLUSTER lacks from one that has it."""
+    from pgharbor.archive.sync import sync
+    from pgharbor.errors import PgharborError
+
+    r = sync(app.settings, cluster)
+    if as_json:
+        emit_json(r)
+    else:
+        copied = ", ".join(f"{t}: {n}" for t, n in sorted(r.copied.items())) or "nothing to copy"
+        click.echo(f"{r.cluster}: {r.files} archived files; copied {copied}")
+        for line in r.unreachable + r.failed:
+            click.echo(f"  not done: {line}", err=True)
+    if r.failed or r.unreachable:
+        raise PgharborError(
+            f"{len(r.failed)} copies failed, {len(r.unreachable)} placements unreachable: run wal sync again"
+        )
+
+
 def register(root: click.Group) -> None:
     root.add_command(wal)

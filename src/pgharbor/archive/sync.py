@@ -1,0 +1,94 @@
+"""wal sync: the catch-up of missing copies. Every archived file of a cluster ends up on
+every active placement: a copy a placement lacks (it was down, or added later) is read
+from another placement, verified against its checksum, and stored like a push (atomic,
+durable, sealed with the destination's key)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pgharbor.archive.context import ClusterContext, HotSession, Placement
+from pgharbor.archive.fetch import read_archived
+from pgharbor.archive.push import store_bytes
+from pgharbor.domain.wal import parse_name
+from pgharbor.errors import PgharborError, UsageError
+from pgharbor.settings import Settings
+from pgharbor.storage.factory import open_storage
+from pgharbor.storage.layout import wal_prefix
+
+
+@dataclass
+class SyncResult:
+    cluster: str
+    files: int = 0
+    copied: dict[str, int] = field(default_factory=dict)  # target -> copies made
+    failed: list[str] = field(default_factory=list)
+    unreachable: list[str] = field(default_factory=list)
+
+
+def _names(settings: Settings, ctx: ClusterContext, p: Placement) -> set[str]:
+    storage = open_storage(p.url, settings.target_options(p.target))
+    names = set()
+    for obj in storage.list(wal_prefix(ctx.name)):
+        name = obj.key.rsplit("/", 1)[1]
+        try:
+            parse_name(name)
+        except UsageError:
+            continue  # not a WAL file (nothing else lives there, but never copy junk)
+        names.add(name)
+    return names
+
+
+def sync(settings: Settings, cluster: str) -> SyncResult:
+    session = HotSession(settings, cluster)
+    ctx = session.ctx
+    result = SyncResult(cluster)
+    present: dict[str, set[str]] = {}
+    for p in ctx.placements:
+        try:
+            present[p.target] = _names(settings, ctx, p)
+        except PgharborError as exc:
+            result.unreachable.append(f"{p.target}: {exc}")
+    reachable = tuple(p for p in ctx.placements if p.target in present)
+    everything = set().union(*present.values()) if present else set()
+    result.files = len(everything)
+    rows = []
+    try:
+        for name in sorted(everything, key=lambda n: (not n.endswith(".history"), n)):
+            lacking = tuple(p for p in reachable if name not in present[p.target])
+            if not lacking:
+                continue
+            wal = parse_name(name)
+            sources = ClusterContext(
+                ctx.id,
+                ctx.name,
+                ctx.system_identifier,
+                ctx.wal_segment_size,
+                ctx.required_copies,
+                ctx.active,
+                tuple(p for p in reachable if name in present[p.target]),
+            )
+            try:
+                found = read_archived(settings, sources, wal)
+                if found is None:
+                    raise PgharborError(f"{name}: vanished from every source")
+                stored, new_rows, error = store_bytes(settings, ctx, wal, found[0], lacking)
+            except PgharborError as exc:
+                result.failed.append(exc.line().removeprefix("pgharbor: error: "))
+                continue
+            rows += new_rows
+            for o in stored.outcomes:
+                if o.ok:
+                    result.copied[o.target] = result.copied.get(o.target, 0) + 1
+                else:
+                    result.failed.append(f"{name} -> {o.target}: {o.detail}")
+            if error is not None and not stored.copies:
+                result.failed.append(error.line().removeprefix("pgharbor: error: "))
+            if len(rows) >= 200:
+                session.record(rows)
+                rows = []
+        if rows:
+            session.record(rows)
+    finally:
+        session.close()
+    return result
