@@ -73,7 +73,11 @@ def test_list_many_sorted_with_prefix(kit: BackendKit) -> None:
     assert [o.key for o in listed] == sorted(keys)
     assert all(o.size == len(o.key) for o in listed)
     assert [o.key for o in s.list("c/wal/g1/")] == sorted(k for k in keys if "/g1/" in k)
-    assert [o.key for o in s.list("c/wal/g1/f000")] == ["c/wal/g1/f0001", "c/wal/g1/f0004", "c/wal/g1/f0007"]
+    assert [o.key for o in s.list("c/wal/g1/f000")] == [
+        "c/wal/g1/f0001",
+        "c/wal/g1/f0004",
+        "c/wal/g1/f0007",
+    ]
     assert list(s.list("absent/")) == []
 
 
