@@ -150,3 +150,45 @@ def test_failed_backup_is_never_usable(
     # the failed backup can be deleted; its orphan chunks are collected
     harbor.run("backup", "delete", "c1", str(b["id"]))
     assert _store(t1).index == {}
+
+
+def test_tablespace_backup_and_restore_with_map(
+    harbor: Harbor, pg_factory: PgFactory, workdir: Path
+) -> None:
+    pg = pg_factory()
+    _setup(harbor, pg, "t1")
+    ts = server_dir(workdir / "ts_orig", 0o700)
+    pg.execute(f"CREATE TABLESPACE extra LOCATION '{ts}'")
+    pg.execute("CREATE TABLE far (id int, v text) TABLESPACE extra")
+    pg.execute("INSERT INTO far SELECT g, md5(g::text) FROM generate_series(1, 30000) g")
+    b = _backup(harbor)
+    m = _manifest(harbor.workdir / "targets" / "t1", str(b["id"]))
+    assert [t.location for t in m.tablespaces] == [str(ts)]
+    pg.execute("INSERT INTO far SELECT g, 'after' FROM generate_series(30001, 30500) g")
+    pg.wait_for_archived(pg.switch_wal())
+
+    dest = server_dir(workdir / "r") / "data"
+    new_ts = workdir / "ts_new"
+    harbor.run("restore", "c1", "--pgdata", str(dest), "--tablespace-map", f"{ts}={new_ts}")
+    assert (dest / "pg_tblspc" / m.tablespaces[0].oid).resolve() == new_ts
+    assert any(new_ts.iterdir())
+    from tests.fixtures.postgres import BINDIR, run_as_server_user
+
+    run_as_server_user([BINDIR / "pg_verifybackup", "-n", "-i", "tablespace_map", dest])
+    pg.stop()  # the original tablespace stays untouched; the copy uses its own folder
+    restored = pg_factory.from_datadir(dest, "r", archive_mode=False)
+    restored.start()
+    restored.wait_for_recovery_end(timeout=120)
+    assert restored.sql_one("SELECT count(*) FROM far") == 30500
+    assert restored.sql_one(
+        "SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = 'extra'"
+    ) == str(new_ts)
+    line = harbor.fails(
+        "restore",
+        "c1",
+        "--pgdata",
+        str(server_dir(workdir / "r2") / "data"),
+        "--tablespace-map",
+        "/nope=/x",
+    )
+    assert "names no tablespace" in line
