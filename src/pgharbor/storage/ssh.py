@@ -20,6 +20,7 @@ import posixpath
 import secrets
 import stat as st
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -30,6 +31,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import paramiko
 from paramiko import sftp as proto
 from paramiko.message import Message
+from paramiko.ssh_exception import NoValidConnectionsError
 
 from pgharbor.errors import (
     ObjectExists,
@@ -86,6 +88,7 @@ def parse_ssh_url(url: str, options: Mapping[str, object] | None = None) -> SSHT
         raise UsageError(f"bad ssh URL {url!r}: no root folder, use ssh://USER@HOST:PORT/ROOT")
     opts: dict[str, object] = dict(parse_qsl(parts.query, keep_blank_values=True))
     opts.update(options or {})
+    opts = {k: v for k, v in opts.items() if v is not None and v != ""}  # unset: default
     unknown = sorted(set(opts) - set(OPTIONS))
     if unknown:
         raise UsageError(f"{url}: unknown ssh option(s) {', '.join(unknown)}")
@@ -181,6 +184,20 @@ class _SFTP(paramiko.SFTPClient):
             raise
         self.call(proto.CMD_CLOSE, handle)  # close errors matter: NFS reports write errors here
 
+    def replace(self, tmp: str, path: str) -> None:
+        """Rename tmp to path, replacing it: atomic with posix-rename; plain SFTP can only
+        remove, then rename (readers may briefly miss path; racing writers try again)."""
+        if "posix-rename@openssh.com" in self.extensions:
+            return self.posix_rename(tmp, path)
+        for attempt in range(10):
+            with suppress(FileNotFoundError):
+                self.remove(path)
+            try:
+                return self.rename(tmp, path)
+            except OSError:
+                if attempt == 9 or self.attrs(path) is None:
+                    raise
+
     def read_object(self, path: str, start: int = 0, length: int | None = None) -> bytes:
         with self.open(path, "rb") as f:
             attrs = f.stat()
@@ -208,6 +225,10 @@ def _connect(t: SSHTarget, where: str) -> paramiko.SSHClient:
     try:
         if os.path.exists(t.known_hosts):
             client.get_host_keys().load(t.known_hosts)
+    except Exception as exc:
+        raise StorageError(f"{where}: cannot read known_hosts {t.known_hosts} ({exc})") from None
+    started = time.monotonic()
+    try:
         client.connect(
             t.host,
             t.port,
@@ -226,10 +247,11 @@ def _connect(t: SSHTarget, where: str) -> paramiko.SSHClient:
         client.close()
         if not isinstance(exc, Exception):
             raise
-        raise _connect_error(t, where, exc) from None
+        slow = time.monotonic() - started >= t.timeout * 0.9
+        raise _connect_error(t, where, exc, slow) from None
 
 
-def _connect_error(t: SSHTarget, where: str, exc: Exception) -> StorageError:
+def _connect_error(t: SSHTarget, where: str, exc: Exception, slow: bool) -> StorageError:
     name, kh = t.hostkey_name, t.known_hosts
     if isinstance(exc, _UnknownHostKey):
         scan = f"ssh-keyscan -p {t.port} {t.host}" if t.port != 22 else f"ssh-keyscan {t.host}"
@@ -241,14 +263,24 @@ def _connect_error(t: SSHTarget, where: str, exc: Exception) -> StorageError:
             f"{where}: host key for {name} does not match {kh}: the server's key changed or "
             f"someone is intercepting the connection (if expected: ssh-keygen -R '{name}' -f {kh})"
         )
-    if isinstance(exc, paramiko.SSHException) and "authentication" in str(exc).lower():
+    text = str(exc).lower()
+    if (
+        isinstance(exc, paramiko.SSHException)
+        and "authentication" in text
+        and "timeout" not in text
+    ):
         return StoragePermissionDenied(
             f"{where}: authentication failed for {t.user} with "
             f"{t.key_file or 'the SSH agent and ~/.ssh/id_*'} (is the public key authorized?)"
         )
+    cannot = f"{where}: cannot connect to {t.host}:{t.port}"
+    if slow:  # paramiko reports banner and handshake timeouts in odd ways
+        return StorageUnavailable(f"{cannot}: no answer within {t.timeout:g}s")
+    if isinstance(exc, NoValidConnectionsError):
+        return StorageUnavailable(f"{cannot}: connection refused")
     if isinstance(exc, OSError | EOFError | paramiko.SSHException):
         why = (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or "timed out"
-        return StorageUnavailable(f"{where}: cannot connect to {t.host}:{t.port}: {why}")
+        return StorageUnavailable(f"{cannot}: {why}")
     return StorageError(f"{where}: ssh connection failed: {exc!r}")
 
 
@@ -349,10 +381,6 @@ def close_all() -> None:
         conn.close()
 
 
-def _always() -> bool:
-    return True
-
-
 class SSHStorage:
     def __init__(self, url: str, **options: object) -> None:
         self.url = url
@@ -365,7 +393,9 @@ class SSHStorage:
     def _path(self, key: str) -> str:
         return f"{self.root}/{check_key(key)}"
 
-    def _run(self, key: str, op: Callable[[_SFTP], T], retry: Callable[[], bool] = _always) -> T:
+    def _run(
+        self, key: str, op: Callable[[_SFTP], T], retry: Callable[[], bool] = lambda: True
+    ) -> T:
         """Run op on a pooled session, again on a new connection if a cached one has died."""
         for attempt in (1, 2):
             conn, fresh = _connection(self.target, self.url)
@@ -428,12 +458,8 @@ class SSHStorage:
             try:
                 sftp.write_new(tmp, bytes(data))
                 committing = True
-                if overwrite and "posix-rename@openssh.com" in sftp.extensions:
-                    sftp.posix_rename(tmp, path)
-                elif overwrite:  # no atomic replace in plain SFTP: remove, then rename
-                    with suppress(FileNotFoundError):
-                        sftp.remove(path)
-                    sftp.rename(tmp, path)
+                if overwrite:
+                    sftp.replace(tmp, path)
                 else:  # a hard link, or a plain SFTP rename: neither replaces a file
                     link = "hardlink@openssh.com" in sftp.extensions
                     try:
@@ -488,7 +514,7 @@ class SSHStorage:
             while todo:
                 rel = todo.pop()
                 path = f"{self.root}/{rel}" if rel else self.root
-                if rel == folder and not sftp.isdir(path):
+                if rel and rel == folder and not sftp.isdir(path):
                     continue
                 for e in sftp.listdir_attr(path):
                     name, mode = f"{rel}/{e.filename}" if rel else e.filename, e.st_mode or 0
