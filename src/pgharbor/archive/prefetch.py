@@ -11,15 +11,13 @@ timeline) and only asks for it again after a pause, so nothing probes endlessly.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
-import subprocess
-import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from pgharbor.archive.daemon import hold_lock, lock_held, spawn
 from pgharbor.domain.wal import WalKind, parse_name, segment_name
 from pgharbor.settings import Settings
 
@@ -48,19 +46,6 @@ class Cache:
         tmp.write_text(name)
         os.replace(tmp, self.wanted)
 
-    def running(self) -> bool:
-        try:
-            fd = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o600)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
-        return False
-
 
 def note_fetched(settings: Settings, cluster: str, pgdata: Path, name: str) -> None:
     """After PostgreSQL got segment ``name``: move the window, start the prefetcher."""
@@ -69,24 +54,8 @@ def note_fetched(settings: Settings, cluster: str, pgdata: Path, name: str) -> N
         return
     cache = Cache(pgdata)
     cache.want(name)
-    if cache.running():
-        return
-    args = [sys.executable, "-m", "pgharbor.entry"]
-    if settings.config_file is not None:
-        args += ["--config", str(settings.config_file)]
-    if settings.catalog:
-        args += ["--catalog", settings.catalog]
-    args += ["wal", "prefetcher", cluster, str(pgdata)]
-    with open(cache.log, "ab") as out:
-        subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-            close_fds=True,
-            cwd=pgdata,
-        )
+    if not lock_held(cache.lock):
+        spawn(settings, "prefetcher", cluster, pgdata, cache.log)
 
 
 def window(wanted: str, depth: int, segment_size: int) -> list[str]:
@@ -102,10 +71,8 @@ def run_prefetcher(settings: Settings, cluster: str, pgdata_arg: str) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cache = Cache(Path(pgdata_arg).absolute())
     cache.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(cache.lock, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    fd = hold_lock(cache.lock)
+    if fd is None:
         return 0
     session = HotSession(settings, cluster)
     session.close()

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from pgharbor.archive.context import HotSession
+from pgharbor.archive.daemon import spawn
 from pgharbor.archive.spool import Spool
 from pgharbor.errors import PgharborError
 from pgharbor.settings import Settings
@@ -41,24 +40,9 @@ def ready_files(status_dir: Path) -> list[str]:
 
 def spawn_pusher(settings: Settings, cluster: str, pgdata: Path) -> None:
     """Start a detached pusher (it exits at once if another one holds the lock)."""
-    args = [sys.executable, "-m", "pgharbor.entry"]
-    if settings.config_file is not None:
-        args += ["--config", str(settings.config_file)]
-    if settings.catalog:
-        args += ["--catalog", settings.catalog]
-    args += ["wal", "pusher", cluster, str(pgdata)]
     spool = Spool(pgdata)
     spool.ensure()
-    with open(spool.log_path, "ab") as out:
-        subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-            close_fds=True,
-            cwd=pgdata,
-        )
+    spawn(settings, "pusher", cluster, pgdata, spool.log_path)
 
 
 class Pusher:

@@ -17,9 +17,10 @@ every file until archive_command reports it archived, so nothing is ever dropped
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 from pathlib import Path
+
+from pgharbor.archive.daemon import hold_lock, lock_held
 
 SPOOL = "pg_wal/pgharbor-spool"
 
@@ -68,31 +69,12 @@ class Spool:
             return None
 
     def pusher_running(self) -> bool:
-        """True while some process holds the pusher lock."""
-        try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
-        return False
+        return lock_held(self.lock_path)
 
     def hold_lock(self) -> int | None:
         """Take the pusher lock for this process's lifetime; None if another pusher has it."""
         self.ensure()
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        return fd
+        return hold_lock(self.lock_path)
 
     def sweep(self, keep: set[str]) -> None:
         """Forget markers of files PostgreSQL no longer offers (archived, or recycled)."""

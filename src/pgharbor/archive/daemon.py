@@ -1,0 +1,62 @@
+"""What the resident helpers (async pusher, prefetcher) share: one instance per lock
+file, and starting a detached ``pgharbor wal <verb>`` with the caller's settings."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from pgharbor.settings import Settings
+
+
+def lock_held(path: Path) -> bool:
+    """True while some process holds the flock on ``path``."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def hold_lock(path: Path) -> int | None:
+    """Take the flock on ``path`` for this process's lifetime (the file then holds our
+    pid); None if another process has it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def spawn(settings: Settings, verb: str, cluster: str, pgdata: Path, log: Path) -> None:
+    """Start ``pgharbor wal VERB CLUSTER PGDATA`` detached (its own session, output to
+    ``log``); it exits at once if another instance holds its lock."""
+    args = [sys.executable, "-m", "pgharbor.entry"]
+    if settings.config_file is not None:
+        args += ["--config", str(settings.config_file)]
+    if settings.catalog:
+        args += ["--catalog", settings.catalog]
+    args += ["wal", verb, cluster, str(pgdata)]
+    with open(log, "ab") as out:
+        subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            close_fds=True,
+            cwd=pgdata,
+        )
