@@ -74,7 +74,9 @@ def test_kill_9_of_the_pusher_under_load_loses_nothing(
     for name in sorted(archived):
         harbor.run("wal", "fetch", "c1", name, str(out / name))
         assert (out / name).read_bytes() == (ref / name).read_bytes(), name
-    files = harbor.wal_files()  # rows went through the journal: all in the catalog, once
+    # rows went through the journal: all reach the catalog (in batches), each once
+    pg_cluster.wait_until("the catalog", lambda: archived <= set(harbor.wal_files()), 30, str)
+    files = harbor.wal_files()
     assert archived <= set(files) and all(len(f["copies"]) == 1 for f in files.values())
 
 
