@@ -26,7 +26,6 @@ Example config file::
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,6 +115,8 @@ def load_settings(
     raw: dict[str, Any] = {}
     config_path: Path | None = None
     if config:
+        import tomllib  # only with a config file: it costs the hot path ~5 ms otherwise
+
         config_path = Path(config)
         try:
             raw = tomllib.loads(config_path.read_text())

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import logging
 import os
 import sys
 from collections.abc import Iterator, Mapping
@@ -25,8 +24,6 @@ from pgharbor.catalog import lite
 from pgharbor.catalog.urls import parse_catalog_url
 from pgharbor.errors import CatalogError, ConfigError, NotFound
 from pgharbor.settings import Settings
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -96,7 +93,10 @@ class LocalState:
         try:
             _write_atomic(self.cache, blob)
         except OSError as exc:
-            log.warning("cannot write placement cache %s: %s", self.cache, exc)
+            print(
+                f"pgharbor: warning: cannot write placement cache {self.cache}: {exc}",
+                file=sys.stderr,
+            )
 
     def load_cache(self) -> dict[str, Any] | None:
         try:
@@ -189,9 +189,7 @@ class HotSession:
         Returns "catalog" or "journal"."""
         if self.conn is not None:
             try:
-                replayed = self.state.flush_journal(self.conn, self.kind, rows)
-                if replayed:
-                    log.info("replayed %d journaled rows into the catalog", replayed)
+                self.state.flush_journal(self.conn, self.kind, rows)
                 return "catalog"
             except (CatalogError, OSError) as exc:
                 self.catalog_error = str(exc)

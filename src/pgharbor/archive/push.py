@@ -7,7 +7,6 @@ per target and no compression.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from dataclasses import dataclass, field
@@ -31,8 +30,6 @@ from pgharbor.errors import (
 from pgharbor.settings import Settings
 from pgharbor.storage.factory import open_storage
 from pgharbor.storage.layout import wal_key
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -86,14 +83,29 @@ def validate(wal: WalName, data: bytes, ctx: ClusterContext) -> None:
 
 
 class _Sealer:
-    """Compresses the file once, only if some target needs it, and seals it once per key
-    (targets may have their own)."""
+    """Compresses the file once and seals it once per key (targets may have their own).
 
-    def __init__(self, meta: envelope.Meta, data: bytes, settings: Settings) -> None:
-        self.meta, self.data, self.settings = meta, data, settings
+    Compression starts on a thread at once, while the caller hashes the file (zstd and
+    SHA-256 both release the GIL): a new segment costs max(hash, compress), not the sum.
+    A file every target already holds wastes that CPU, never latency."""
+
+    def __init__(self, data: bytes, settings: Settings) -> None:
+        self.data, self.settings = data, settings
+        self.meta: envelope.Meta | None = None
         self._payload: bytes | None = None
+        self._error: BaseException | None = None
         self._blobs: dict[str | None, bytes] = {}
         self._lock = threading.Lock()
+        self._worker = threading.Thread(target=self._compress, daemon=True)
+        self._worker.start()
+
+    def _compress(self) -> None:
+        try:
+            self._payload = envelope.compress(
+                self.data, self.settings.compression, self.settings.compression_level
+            )
+        except BaseException as exc:  # re-raised in the thread that needs the payload
+            self._error = exc
 
     def blob(self, keys: crypto.Keyring | None) -> bytes:
         kid = keys.current.id if keys is not None and keys.current is not None else None
@@ -102,10 +114,10 @@ class _Sealer:
 
     def _blob(self, kid: str | None, keys: crypto.Keyring | None) -> bytes:
         if kid not in self._blobs:
-            if self._payload is None:
-                self._payload = envelope.compress(
-                    self.data, self.settings.compression, self.settings.compression_level
-                )
+            self._worker.join()
+            if self._error is not None:
+                raise self._error
+            assert self._payload is not None and self.meta is not None
             self._blobs[kid] = envelope.seal(self.meta, self._payload, keys)
         return self._blobs[kid]
 
@@ -125,6 +137,7 @@ def push_to(placement: Placement, key: str, sealer: _Sealer, settings: Settings)
     Idempotent: an identical stored copy is success without rewriting; a different one is
     a conflict and is left untouched."""
     meta = sealer.meta
+    assert meta is not None  # set by store_bytes before any target is written
     keys = crypto.keyring(settings, meta.cluster, placement.target)
     try:
         storage = open_storage(placement.url, settings.target_options(placement.target))
@@ -194,7 +207,8 @@ def store_bytes(
     placements: tuple[Placement, ...],
 ) -> tuple[PushResult, list[dict[str, Any]], PgharborError | None]:
     """Store validated bytes on ``placements`` (concurrently), as push and sync do."""
-    meta = envelope.Meta(
+    sealer = _Sealer(data, settings)  # compression runs while the file is hashed
+    meta = sealer.meta = envelope.Meta(
         kind="wal",
         name=wal.name,
         cluster=ctx.name,
@@ -207,7 +221,6 @@ def store_bytes(
     for p in placements:  # a key problem stops the push before anything is written
         crypto.keyring(settings, ctx.name, p.target)
     result = PushResult(ctx.name, wal.name, len(data), meta.sha256, ctx.required_copies)
-    sealer = _Sealer(meta, data, settings)
     key = wal_key(ctx.name, wal)
     outcomes: list[CopyOutcome | None] = [None] * len(placements)
 
