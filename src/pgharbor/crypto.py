@@ -21,21 +21,21 @@ Cheap to import: ``cryptography`` is loaded only when a key is actually used.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import hashlib
 import hmac
 import os
-import secrets
 import stat
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from pgharbor.errors import ConfigError, EncryptionError, IntegrityError
-from pgharbor.settings import Settings
+from pgharbor.plain import FrozenRecord, tidy_path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any, Final
+
+    from pgharbor.settings import Settings
 
 ALGORITHM = "aes-256-gcm"
 KEY_BYTES = 32
@@ -105,17 +105,27 @@ def derive(master: bytes, source: str) -> Key:
 
 
 def new_nonce() -> bytes:
-    return secrets.token_bytes(NONCE_BYTES)
+    return os.urandom(NONCE_BYTES)
 
 
-@dataclass(frozen=True)
-class Keyring:
+class Keyring(FrozenRecord):
     """The keys one cluster uses on one target: ``current`` encrypts what is written (None:
     write unencrypted), every key in ``keys`` (current and old ones) decrypts."""
 
-    current: Key | None
-    keys: Mapping[str, Key] = field(default_factory=dict)
-    setting: str = "[clusters.NAME] encryption_key_file"
+    __slots__ = ("current", "keys", "setting")
+    current: Final[Key | None]
+    keys: Final[Mapping[str, Key]]
+    setting: Final[str]
+
+    def __init__(
+        self,
+        current: Key | None,
+        keys: Mapping[str, Key] | None = None,
+        setting: str = "[clusters.NAME] encryption_key_file",
+    ) -> None:
+        self.current = current
+        self.keys = {} if keys is None else keys
+        self.setting = setting
 
     def get(self, key_id: str, what: str) -> Key:
         key = self.keys.get(key_id)
@@ -142,6 +152,9 @@ def parse_key(text: bytes, source: str) -> bytes:
             return bytes.fromhex(s.decode("ascii"))
         except (UnicodeDecodeError, ValueError):
             pass
+    import base64
+    import binascii
+
     try:
         raw = base64.b64decode(s, validate=True)
     except (binascii.Error, ValueError):
@@ -157,7 +170,7 @@ def parse_key(text: bytes, source: str) -> bytes:
 
 def read_key_file(path: str | os.PathLike[str], setting: str) -> Key:
     """Load a key file, refusing one that others could read (as ssh does)."""
-    p = Path(path).expanduser()
+    p = tidy_path(os.path.expanduser(os.fspath(path)))
     where = f"encryption key file {p} (from {setting})"
     try:
         fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO must not block
@@ -253,8 +266,8 @@ def keyring(settings: Settings, cluster: str, target: str | None = None) -> Keyr
 
 def generate_key_file(path: str | os.PathLike[str]) -> Key:
     """Write a new random key (64 hex characters) to a new file with mode 0600."""
-    p = Path(path).expanduser()
-    master = secrets.token_bytes(KEY_BYTES)
+    p = tidy_path(os.path.expanduser(os.fspath(path)))
+    master = os.urandom(KEY_BYTES)
     try:
         fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

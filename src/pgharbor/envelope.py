@@ -20,17 +20,22 @@ SHA-256 and compression are in the inner header. Everything before the ciphertex
 
 from __future__ import annotations
 
+import _thread
 import hashlib
-import hmac
-import json
+import os
 import struct
-from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any
+import sys
 
+from pgharbor import fastjson
 from pgharbor.errors import EncryptionError, IntegrityError
+from pgharbor.plain import FrozenRecord
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Final
+
     from pgharbor.crypto import Keyring
+    from pgharbor.settings import Settings
 
 MAGIC = b"PGHARBR1"
 _LEN = struct.Struct("<I")
@@ -38,44 +43,153 @@ PREFIX = len(MAGIC) + _LEN.size
 HEAD_READ = 4096  # bytes to read to get the header of any object in one request
 
 
-@dataclass(frozen=True)
-class Meta:
-    kind: str  # "wal", "descriptor", ...
-    name: str
-    cluster: str
-    cluster_id: str
-    system_identifier: str
-    size: int = -1  # -1 and "": hidden (the header of an encrypted object, not decrypted)
-    sha256: str = ""
-    compression: str = "none"
-    encryption: str | None = None
-    key_id: str | None = None  # encrypted objects only
-    nonce: str | None = None
-    mac: str | None = None
+class Meta(FrozenRecord):
+    __slots__ = (  # noqa: RUF023
+        "kind",
+        "name",
+        "cluster",
+        "cluster_id",
+        "system_identifier",
+        "size",
+        "sha256",
+        "compression",
+        "encryption",
+        "key_id",
+        "nonce",
+        "mac",
+    )
+    kind: Final[str]  # "wal", "descriptor", ...
+    name: Final[str]
+    cluster: Final[str]
+    cluster_id: Final[str]
+    system_identifier: Final[str]
+    size: Final[int]  # -1 and "": hidden (the header of an encrypted object, not decrypted)
+    sha256: Final[str]
+    compression: Final[str]
+    encryption: Final[str | None]
+    key_id: Final[str | None]  # encrypted objects only
+    nonce: Final[str | None]
+    mac: Final[str | None]
+
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        cluster: str,
+        cluster_id: str,
+        system_identifier: str,
+        size: int = -1,
+        sha256: str = "",
+        compression: str = "none",
+        encryption: str | None = None,
+        key_id: str | None = None,
+        nonce: str | None = None,
+        mac: str | None = None,
+    ) -> None:
+        self.kind = kind
+        self.name = name
+        self.cluster = cluster
+        self.cluster_id = cluster_id
+        self.system_identifier = system_identifier
+        self.size = size
+        self.sha256 = sha256
+        self.compression = compression
+        self.encryption = encryption
+        self.key_id = key_id
+        self.nonce = nonce
+        self.mac = mac
+
+    def replace(self, **changes: Any) -> Meta:
+        """A copy with ``changes`` applied (as dataclasses.replace)."""
+        return Meta(**{**self.as_dict(), **changes})
 
     def to_json(self) -> bytes:
-        return _json({k: v for k, v in asdict(self).items() if v is not None or k == "encryption"})
+        d = self.as_dict()
+        return _json({k: v for k, v in d.items() if v is not None or k == "encryption"})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Meta:
-        fields = cls.__dataclass_fields__
+        fields = cls.__slots__
         return cls(**{k: v for k, v in d.items() if k in fields})
 
 
 def _json(d: dict[str, Any]) -> bytes:
-    return json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
+    return fastjson.dumps_compact(d).encode()
+
+
+def keyring_for(settings: Settings, cluster: str, target: str | None = None) -> Keyring | None:
+    """crypto.keyring(), without importing pgharbor.crypto (and the hashing and encoding
+    modules it needs) when neither the cluster nor the target has an encryption setting."""
+    if not settings.encryption_configured(cluster, target):
+        return None
+    from pgharbor import crypto
+
+    return crypto.keyring(settings, cluster, target)
 
 
 def sha256(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+_zstd_module: Any = None
+_zstd_lock = _thread.allocate_lock()
+
+
+def zstd() -> Any:
+    """The zstandard API (ZstdCompressor, ZstdDecompressor, ZstdError, ...).
+
+    The package's __init__ only re-exports its C backend, but first imports platform,
+    typing and re: ~8 ms of each wal push and wal fetch. So, unless the package is loaded
+    already or its import policy is not the default, load the backend alone, under its
+    own name (a later ``import zstandard`` finds and re-exports it as usual); on any
+    surprise, import the package."""
+    global _zstd_module
+    with _zstd_lock:  # compression runs on threads
+        if _zstd_module is None:
+            _zstd_module = _zstd_backend()
+            if _zstd_module is None:
+                import zstandard
+
+                _zstd_module = zstandard
+        return _zstd_module
+
+
+def _zstd_backend() -> Any:
+    if (
+        "zstandard" in sys.modules
+        or sys.implementation.name != "cpython"
+        or os.environ.get("PYTHON_ZSTANDARD_IMPORT_POLICY", "default").strip() != "default"
+    ):
+        return None
+    try:
+        # where the package is, found as the import system finds it (no importlib import)
+        spec = None
+        for finder in sys.meta_path:
+            spec = finder.find_spec("zstandard", None)
+            if spec is not None:
+                break
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        package = type(sys)("zstandard")  # stands in for the package while the backend loads
+        package.__path__ = list(spec.submodule_search_locations)
+        sys.modules["zstandard"] = package
+        try:
+            __import__("zstandard.backend_c")
+        finally:
+            if sys.modules.get("zstandard") is package:
+                del sys.modules["zstandard"]
+        backend = sys.modules["zstandard.backend_c"]
+    except (ImportError, AttributeError, KeyError):
+        sys.modules.pop("zstandard.backend_c", None)
+        return None
+    return backend if hasattr(backend, "ZstdCompressor") else None
+
+
 def compress(data: bytes | memoryview, algorithm: str, level: int) -> bytes:
     if algorithm == "none":
         return bytes(data)
-    import zstandard
-
-    return zstandard.ZstdCompressor(level=level).compress(data)
+    compressed: bytes = zstd().ZstdCompressor(level=level).compress(data)
+    return compressed
 
 
 def decompress(payload: bytes, algorithm: str, size: int) -> bytes:
@@ -83,12 +197,12 @@ def decompress(payload: bytes, algorithm: str, size: int) -> bytes:
         return payload
     if algorithm != "zstd":
         raise IntegrityError(f"unknown compression {algorithm!r}")
-    import zstandard
-
+    zstandard = zstd()
     try:
-        return zstandard.ZstdDecompressor().decompress(payload, max_output_size=size)
+        data: bytes = zstandard.ZstdDecompressor().decompress(payload, max_output_size=size)
     except zstandard.ZstdError as exc:
         raise IntegrityError(f"stored object is corrupt (does not decompress: {exc})") from None
+    return data
 
 
 def seal(meta: Meta, payload: bytes, keys: Keyring | None = None) -> bytes:
@@ -96,7 +210,7 @@ def seal(meta: Meta, payload: bytes, keys: Keyring | None = None) -> bytes:
     encrypted with the keyring's current key when there is one."""
     key = keys.current if keys is not None else None
     if key is None:
-        header = replace(meta, encryption=None, key_id=None, nonce=None, mac=None).to_json()
+        header = meta.replace(encryption=None, key_id=None, nonce=None, mac=None).to_json()
         return b"".join((MAGIC, _LEN.pack(len(header)), header, payload))
     from pgharbor import crypto
 
@@ -132,7 +246,7 @@ def read_meta(head: bytes) -> Meta:
     if len(head) < end:
         raise IntegrityError("object header is truncated")
     try:
-        d = json.loads(head[PREFIX:end])
+        d = fastjson.loads(head[PREFIX:end])
         if d.get("encryption") is not None:
             d.setdefault("compression", "")  # hidden in the ciphertext
         return Meta.from_dict(d)
@@ -166,9 +280,9 @@ def _decrypt(meta: Meta, prefix: bytes, sealed: bytes, keys: Keyring | None) -> 
     inner = key.decrypt(nonce, sealed, prefix, meta.name)
     try:
         (n,) = _LEN.unpack_from(inner, 0)
-        d = json.loads(inner[_LEN.size : _LEN.size + n])
-        meta = replace(
-            meta, size=int(d["size"]), sha256=str(d["sha256"]), compression=str(d["compression"])
+        d = fastjson.loads(inner[_LEN.size : _LEN.size + n])
+        meta = meta.replace(
+            size=int(d["size"]), sha256=str(d["sha256"]), compression=str(d["compression"])
         )
     except (struct.error, ValueError, TypeError, KeyError) as exc:
         raise IntegrityError(f"{meta.name}: inner header is corrupt: {exc}") from None
@@ -198,4 +312,6 @@ def same_contents(found: Meta, sha256_hex: str, keys: Keyring | None) -> bool:
     if keys is None or not keys.keys:
         raise _no_key(found, "the stored copy")
     key = keys.get(found.key_id or "", "the stored copy")
+    import hmac
+
     return found.mac is not None and hmac.compare_digest(found.mac, key.fingerprint(sha256_hex))

@@ -16,6 +16,7 @@ from pgharbor.catalog.models import Cluster, Placement, Target
 from pgharbor.catalog.repo import Catalog, now
 from pgharbor.errors import Conflict, StorageError, UsageError
 from pgharbor.pg import identity
+from pgharbor.plain import absolute_path
 from pgharbor.settings import Settings
 from pgharbor.storage.factory import open_storage, validate_url
 from pgharbor.storage.layout import descriptor_key
@@ -52,7 +53,7 @@ def pgharbor_command(settings: Settings, catalog_given: bool) -> str:
     exe = exe or shutil.which("pgharbor") or "pgharbor"
     parts = [exe]
     if settings.config_file is not None:
-        parts += ["--config", str(settings.config_file.absolute())]
+        parts += ["--config", absolute_path(settings.config_file)]
     if settings.catalog and (catalog_given or settings.config_file is None):
         parts += ["--catalog", settings.catalog]
     return " ".join(shlex.quote(p) for p in parts)

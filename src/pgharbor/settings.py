@@ -1,5 +1,5 @@
 """One declarative settings schema: TOML file + environment overrides, validated, passed
-in explicitly. Cheap to import (stdlib only): the archive hot path loads it.
+in explicitly. Cheap to import (os only): the archive hot path loads it.
 
 Example config file::
 
@@ -26,11 +26,13 @@ Example config file::
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from pgharbor.errors import ConfigError
+from pgharbor.plain import FrozenRecord, tidy_path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 COMPRESSIONS = ("zstd", "none")
 _KNOWN = {
@@ -51,30 +53,87 @@ _KNOWN = {
 }
 
 
-def default_state_dir() -> Path:
+def default_state_dir() -> str:
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(
         os.path.expanduser("~"), ".local", "state"
     )
-    return Path(base) / "pgharbor"
+    return tidy_path(os.path.join(base, "pgharbor"))
 
 
-@dataclass(frozen=True)
-class Settings:
-    catalog: str | None = None
-    config_file: Path | None = None
-    state_dir: Path = field(default_factory=default_state_dir)
-    compression: str = "zstd"
-    compression_level: int = 3
-    catalog_timeout: float = 3.0
-    target_timeout: float = 10.0
-    async_workers: int = 0
-    async_wait: float = 60.0
-    async_idle_exit: float = 60.0
-    prefetch_depth: int = 8
-    prefetch_workers: int = 4
-    prefetch_idle_exit: float = 30.0
-    targets: dict[str, dict[str, Any]] = field(default_factory=dict)
-    clusters: dict[str, dict[str, Any]] = field(default_factory=dict)
+class Settings(FrozenRecord):
+    """Paths are strings: ``state_dir`` always set (tidied like a pathlib path), and
+    ``config_file`` as given. ``replace()`` gives a copy with some fields changed."""
+
+    __slots__ = (  # noqa: RUF023
+        "catalog",
+        "config_file",
+        "state_dir",
+        "compression",
+        "compression_level",
+        "catalog_timeout",
+        "target_timeout",
+        "async_workers",
+        "async_wait",
+        "async_idle_exit",
+        "prefetch_depth",
+        "prefetch_workers",
+        "prefetch_idle_exit",
+        "targets",
+        "clusters",
+    )
+    catalog: Final[str | None]
+    config_file: Final[str | None]
+    state_dir: Final[str]
+    compression: Final[str]
+    compression_level: Final[int]
+    catalog_timeout: Final[float]
+    target_timeout: Final[float]
+    async_workers: Final[int]
+    async_wait: Final[float]
+    async_idle_exit: Final[float]
+    prefetch_depth: Final[int]
+    prefetch_workers: Final[int]
+    prefetch_idle_exit: Final[float]
+    targets: Final[dict[str, dict[str, Any]]]
+    clusters: Final[dict[str, dict[str, Any]]]
+
+    def __init__(
+        self,
+        catalog: str | None = None,
+        config_file: str | None = None,
+        state_dir: str | None = None,
+        compression: str = "zstd",
+        compression_level: int = 3,
+        catalog_timeout: float = 3.0,
+        target_timeout: float = 10.0,
+        async_workers: int = 0,
+        async_wait: float = 60.0,
+        async_idle_exit: float = 60.0,
+        prefetch_depth: int = 8,
+        prefetch_workers: int = 4,
+        prefetch_idle_exit: float = 30.0,
+        targets: dict[str, dict[str, Any]] | None = None,
+        clusters: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.config_file = config_file
+        self.state_dir = default_state_dir() if state_dir is None else state_dir
+        self.compression = compression
+        self.compression_level = compression_level
+        self.catalog_timeout = catalog_timeout
+        self.target_timeout = target_timeout
+        self.async_workers = async_workers
+        self.async_wait = async_wait
+        self.async_idle_exit = async_idle_exit
+        self.prefetch_depth = prefetch_depth
+        self.prefetch_workers = prefetch_workers
+        self.prefetch_idle_exit = prefetch_idle_exit
+        self.targets = {} if targets is None else targets
+        self.clusters = {} if clusters is None else clusters
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied (as dataclasses.replace did)."""
+        return Settings(**{**self.as_dict(), **changes})
 
     def target_options(self, name: str) -> dict[str, Any]:
         """The storage backend's options (encryption settings are not the backend's)."""
@@ -86,6 +145,14 @@ class Settings:
 
     def cluster_options(self, name: str) -> dict[str, Any]:
         return dict(self.clusters.get(name, {}))
+
+    def encryption_configured(self, cluster: str, target: str | None = None) -> bool:
+        """Whether the cluster's or the target's section has any encryption setting: when
+        neither has, pgharbor.crypto (not imported otherwise) has no keys to give."""
+        tables = [self.clusters.get(cluster, {})]
+        if target is not None:
+            tables.append(self.targets.get(target, {}))
+        return any(k.startswith("encryption") for t in tables for k in t)
 
     def require_catalog(self) -> str:
         if not self.catalog:
@@ -113,17 +180,20 @@ def load_settings(
     env = dict(os.environ) if env is None else env
     config = config or env.get("PGHARBOR_CONFIG")
     raw: dict[str, Any] = {}
-    config_path: Path | None = None
+    config_path: str | None = None
     if config:
-        import tomllib  # only with a config file: it costs the hot path ~5 ms otherwise
-
-        config_path = Path(config)
+        config_path = config
         try:
-            raw = tomllib.loads(config_path.read_text())
+            with open(config) as f:
+                text = f.read()
         except FileNotFoundError:
             raise ConfigError(f"config file {config} does not exist") from None
         except PermissionError:
             raise ConfigError(f"config file {config} is not readable") from None
+        import tomllib  # only with a config file (~5 ms of the hot path)
+
+        try:
+            raw = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {config} is not valid TOML: {exc}") from None
         unknown = set(raw) - _KNOWN
@@ -150,7 +220,11 @@ def load_settings(
         value = raw.get(section, {})
         if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
             raise ConfigError(f"[{section}.NAME] sections must be tables")
-    state_dir = Path(raw["state_dir"]).expanduser() if raw.get("state_dir") else default_state_dir()
+    state_dir = (
+        tidy_path(os.path.expanduser(str(raw["state_dir"])))
+        if raw.get("state_dir")
+        else default_state_dir()
+    )
     return Settings(
         catalog=str(raw["catalog"]) if raw.get("catalog") else None,
         config_file=config_path,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import json
 import os
@@ -37,7 +36,7 @@ def ring(folder: Path, name: str = "k") -> crypto.Keyring:
 
 
 def settings(**clusters: dict[str, object]) -> Settings:
-    return dataclasses.replace(load_settings(env={}), clusters=dict(clusters))
+    return load_settings(env={}).replace(clusters=dict(clusters))
 
 
 # -- keys ------------------------------------------------------------------------------
@@ -112,10 +111,9 @@ def test_settings_validation_and_target_key_wins(tmp_path: Path) -> None:
         crypto.keyring(settings(c1={"encryption_keyfile": str(kc)}), "c1")
     with pytest.raises(ConfigError, match="must be one string"):
         crypto.keyring(settings(c1={"encryption_key_file": [str(kc), str(kt)]}), "c1")
-    s = dataclasses.replace(
-        settings(c1={"encryption_key_file": str(kc), "encryption_old_key_files": [str(old)]}),
-        targets={"t2": {"encryption_key_file": str(kt), "region": "x"}},
-    )
+    s = settings(
+        c1={"encryption_key_file": str(kc), "encryption_old_key_files": [str(old)]}
+    ).replace(targets={"t2": {"encryption_key_file": str(kt), "region": "x"}})
     on_t1, on_t2 = crypto.keyring(s, "c1", "t1"), crypto.keyring(s, "c1", "t2")
     assert on_t1 is not None and on_t2 is not None and on_t1.current and on_t2.current
     ids = {n: crypto.read_key_file(p, "t").id for n, p in (("c", kc), ("t", kt), ("o", old))}
@@ -325,7 +323,7 @@ def test_codec_for_cluster(tmp_path: Path) -> None:
     s = settings(c1={"encryption_key_file": str(kc)})
     codec = ChunkCodec.for_cluster(s, "c1", ["t1", "t2"])
     assert isinstance(codec, EncryptedChunkCodec) and codec.keys is not None
-    s2 = dataclasses.replace(s, targets={"t2": {"encryption_key_file": str(kt)}})
+    s2 = s.replace(targets={"t2": {"encryption_key_file": str(kt)}})
     with pytest.raises(EncryptionError, match="different encryption keys"):
         ChunkCodec.for_cluster(s2, "c1", ["t1", "t2"])
     reading = ChunkCodec.for_cluster(s2, "c1", ["t1", "t2"], writing=False)

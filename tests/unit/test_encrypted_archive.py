@@ -5,7 +5,6 @@ encryption is turned on or a key is rotated."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from pathlib import Path
@@ -47,8 +46,8 @@ def with_keys(
     targets: dict[str, dict[str, object]] | None = None,
     compression: str | None = None,
 ) -> Settings:
-    s = dataclasses.replace(env.settings, clusters={"c1": cluster or {}}, targets=targets or {})
-    return dataclasses.replace(s, compression=compression) if compression else s
+    s = env.settings.replace(clusters={"c1": cluster or {}}, targets=targets or {})
+    return s.replace(compression=compression) if compression else s
 
 
 def target_files(env: Env) -> list[Path]:

@@ -175,7 +175,7 @@ def test_catalog_down_journal_then_replay(env: Env) -> None:
     out = env.tmp / "fetched"
     fetch(env.settings, "c1", names[0], str(out))  # fetch works from the cache too
     assert out.read_bytes() == (env.tmp / "pg_wal" / names[0]).read_bytes()
-    journal = env.settings.state_dir / "journal" / "c1.jsonl"
+    journal = Path(env.settings.state_dir) / "journal" / "c1.jsonl"
     assert len(journal.read_text().splitlines()) == 4
     (env.tmp / "catalog.away").rename(db)
     # the journal is replayed at the next contact; a re-push of an archived file

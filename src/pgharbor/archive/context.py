@@ -10,40 +10,77 @@ On the database host, below ``state_dir``:
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
-import json
 import os
 import sys
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
+from pgharbor import fastjson
 from pgharbor.catalog import lite
 from pgharbor.catalog.urls import parse_catalog_url
 from pgharbor.errors import CatalogError, ConfigError, NotFound
-from pgharbor.settings import Settings
+from pgharbor.plain import FrozenRecord
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import IO, Any, Final
+
+    from pgharbor.settings import Settings
 
 
-@dataclass(frozen=True)
-class Placement:
-    target_id: str
-    target: str
-    url: str
-    priority: int
+class Placement(FrozenRecord):
+    __slots__ = ("target_id", "target", "url", "priority")  # noqa: RUF023
+    target_id: Final[str]
+    target: Final[str]
+    url: Final[str]
+    priority: Final[int]
+
+    def __init__(self, target_id: str, target: str, url: str, priority: int) -> None:
+        self.target_id = target_id
+        self.target = target
+        self.url = url
+        self.priority = priority
 
 
-@dataclass(frozen=True)
-class ClusterContext:
-    id: str
-    name: str
-    system_identifier: int
-    wal_segment_size: int
-    required_copies: int
-    active: bool
-    placements: tuple[Placement, ...]
-    archive_async: bool = False
+class ClusterContext(FrozenRecord):
+    __slots__ = (  # noqa: RUF023
+        "id",
+        "name",
+        "system_identifier",
+        "wal_segment_size",
+        "required_copies",
+        "active",
+        "placements",
+        "archive_async",
+    )
+    id: Final[str]
+    name: Final[str]
+    system_identifier: Final[int]
+    wal_segment_size: Final[int]
+    required_copies: Final[int]
+    active: Final[bool]
+    placements: Final[tuple[Placement, ...]]
+    archive_async: Final[bool]
+
+    def __init__(
+        self,
+        id: str,
+        name: str,
+        system_identifier: int,
+        wal_segment_size: int,
+        required_copies: int,
+        active: bool,
+        placements: tuple[Placement, ...],
+        archive_async: bool = False,
+    ) -> None:
+        self.id = id
+        self.name = name
+        self.system_identifier = system_identifier
+        self.wal_segment_size = wal_segment_size
+        self.required_copies = required_copies
+        self.active = active
+        self.placements = placements
+        self.archive_async = archive_async
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ClusterContext:
@@ -59,8 +96,9 @@ class ClusterContext:
         )
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def _write_atomic(path: str, data: bytes) -> None:
+    folder, name = os.path.split(path)
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
@@ -71,24 +109,28 @@ def _write_atomic(path: Path, data: bytes) -> None:
 class LocalState:
     """The cache and the journal of one cluster on the database host."""
 
-    def __init__(self, state_dir: Path, cluster: str) -> None:
-        self.cache = state_dir / "clusters" / f"{cluster}.json"
-        self.journal = state_dir / "journal" / f"{cluster}.jsonl"
+    def __init__(self, state_dir: str, cluster: str) -> None:
+        self.cache = os.path.join(state_dir, "clusters", f"{cluster}.json")
+        self.journal = os.path.join(state_dir, "journal", f"{cluster}.jsonl")
         self.cluster = cluster
 
-    def _ensure(self, path: Path) -> None:
+    def _ensure(self, path: str) -> None:
+        folder = os.path.dirname(path)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.makedirs(folder, mode=0o700, exist_ok=True)
         except OSError as exc:
-            raise ConfigError(f"cannot create state folder {path.parent}: {exc.strerror}") from None
+            raise ConfigError(f"cannot create state folder {folder}: {exc.strerror}") from None
 
     def save_cache(self, data: Mapping[str, Any]) -> None:
-        blob = json.dumps(data, sort_keys=True, indent=1).encode()
         try:
-            if self.cache.read_bytes() == blob:
-                return
-        except OSError:
+            with open(self.cache, "rb") as f:
+                if fastjson.loads(f.read()) == data:
+                    return  # the usual case: nothing changed, and no json import
+        except (OSError, ValueError):
             pass
+        import json
+
+        blob = json.dumps(data, sort_keys=True, indent=1).encode()
         self._ensure(self.cache)
         try:
             _write_atomic(self.cache, blob)
@@ -100,50 +142,70 @@ class LocalState:
 
     def load_cache(self) -> dict[str, Any] | None:
         try:
-            data: dict[str, Any] = json.loads(self.cache.read_text())
+            with open(self.cache) as f:
+                data: dict[str, Any] = fastjson.loads(f.read())
             return data
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
             raise ConfigError(f"placement cache {self.cache} is unreadable: {exc}") from None
 
-    @contextlib.contextmanager
-    def _locked_journal(self) -> Iterator[Any]:
+    def _lock_journal(self) -> IO[bytes]:
+        """The journal, open for appending and reading, with its flock held: release with
+        _unlock_journal."""
         self._ensure(self.journal)
-        with open(self.journal, "a+b") as f:
+        # closed by _unlock_journal
+        f = open(self.journal, "a+b")  # noqa: SIM115
+        try:
             fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield f
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        except BaseException:
+            f.close()
+            raise
+        return f
+
+    @staticmethod
+    def _unlock_journal(f: IO[bytes]) -> None:
+        try:
+            fcntl.flock(f, fcntl.LOCK_UN)
+        finally:
+            f.close()
 
     def append_journal(self, rows: list[dict[str, Any]]) -> None:
-        with self._locked_journal() as f:
+        import json  # only while the catalog is away
+
+        f = self._lock_journal()
+        try:
             f.write(b"".join(json.dumps(r, sort_keys=True).encode() + b"\n" for r in rows))
             f.flush()
             os.fsync(f.fileno())
+        finally:
+            self._unlock_journal(f)
 
     def flush_journal(self, conn: Any, kind: str, extra: list[dict[str, Any]]) -> int:
         """Write the journal's rows plus ``extra`` to the catalog in one transaction, then
         empty the journal. A crash in between replays rows that upsert to the same
         result: never lost, never doubled. Returns how many journal rows were replayed."""
-        if not self.journal.exists():
+        if not os.path.exists(self.journal):
             lite.upsert_copies(conn, kind, extra)
             conn.commit()
             return 0
-        with self._locked_journal() as f:
+        f = self._lock_journal()
+        try:
             f.seek(0)
-            pending = [json.loads(line) for line in f.read().splitlines() if line.strip()]
+            pending = [fastjson.loads(line) for line in f.read().splitlines() if line.strip()]
             lite.upsert_copies(conn, kind, pending + extra)
             conn.commit()
             f.truncate(0)
             f.flush()
             os.fsync(f.fileno())
+        finally:
+            self._unlock_journal(f)
         return len(pending)
 
     def journal_rows(self) -> list[dict[str, Any]]:
         try:
-            return [json.loads(x) for x in self.journal.read_text().splitlines() if x.strip()]
+            with open(self.journal) as f:
+                return [fastjson.loads(x) for x in f.read().splitlines() if x.strip()]
         except FileNotFoundError:
             return []
 
@@ -193,8 +255,10 @@ class HotSession:
                 return "catalog"
             except (CatalogError, OSError) as exc:
                 self.catalog_error = str(exc)
-                with contextlib.suppress(Exception):
+                try:  # noqa: SIM105 - no contextlib import on the hot path
                     self.conn.rollback()
+                except Exception:
+                    pass
         if rows:
             self.state.append_journal(rows)
             print(
@@ -206,6 +270,8 @@ class HotSession:
 
     def close(self) -> None:
         if self.conn is not None:
-            with contextlib.suppress(Exception):
+            try:  # noqa: SIM105 - no contextlib import on the hot path
                 self.conn.close()
+            except Exception:
+                pass
             self.conn = None

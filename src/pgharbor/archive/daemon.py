@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import fcntl
 import os
-import subprocess
 import sys
-from pathlib import Path
 
-from pgharbor.settings import Settings
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pgharbor.settings import Settings
 
 
-def lock_held(path: Path) -> bool:
+def lock_held(path: str) -> bool:
     """True while some process holds the flock on ``path``."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -27,7 +27,7 @@ def lock_held(path: Path) -> bool:
     return False
 
 
-def hold_lock(path: Path) -> int | None:
+def hold_lock(path: str) -> int | None:
     """Take the flock on ``path`` for this process's lifetime (the file then holds our
     pid); None if another process has it."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -41,15 +41,17 @@ def hold_lock(path: Path) -> int | None:
     return fd
 
 
-def spawn(settings: Settings, verb: str, cluster: str, pgdata: Path, log: Path) -> None:
+def spawn(settings: Settings, verb: str, cluster: str, pgdata: str, log: str) -> None:
     """Start ``pgharbor wal VERB CLUSTER PGDATA`` detached (its own session, output to
     ``log``); it exits at once if another instance holds its lock."""
+    import subprocess  # only here: most runs find the helper already running
+
     args = [sys.executable, "-m", "pgharbor.entry"]
     if settings.config_file is not None:
-        args += ["--config", str(settings.config_file)]
+        args += ["--config", settings.config_file]
     if settings.catalog:
         args += ["--catalog", settings.catalog]
-    args += ["wal", verb, cluster, str(pgdata)]
+    args += ["wal", verb, cluster, pgdata]
     with open(log, "ab") as out:
         subprocess.Popen(
             args,

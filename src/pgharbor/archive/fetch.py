@@ -3,14 +3,11 @@ atomically to DEST. Used as PostgreSQL's restore_command."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
-from dataclasses import dataclass
 
-from pgharbor import crypto, envelope
-from pgharbor.archive.context import ClusterContext, HotSession
-from pgharbor.domain.wal import WalName, parse_name
+from pgharbor import envelope
+from pgharbor.archive.context import HotSession
+from pgharbor.domain.wal import parse_name
 from pgharbor.errors import (
     EncryptionError,
     IntegrityError,
@@ -19,29 +16,39 @@ from pgharbor.errors import (
     UsageError,
     WalNotArchived,
 )
-from pgharbor.settings import Settings
+from pgharbor.plain import Record
 from pgharbor.storage.factory import open_storage
 from pgharbor.storage.layout import wal_key
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pgharbor.archive.context import ClusterContext
+    from pgharbor.domain.wal import WalName
+    from pgharbor.settings import Settings
 
-@dataclass
-class FetchResult:
-    name: str
-    target: str
-    size: int
-    skipped: list[str]
+
+class FetchResult(Record):
+    __slots__ = ("name", "target", "size", "skipped")  # noqa: RUF023
+
+    def __init__(self, name: str, target: str, size: int, skipped: list[str]) -> None:
+        self.name = name
+        self.target = target
+        self.size = size
+        self.skipped = skipped
 
 
 def write_atomic(dest: str, data: bytes) -> None:
     folder = os.path.dirname(dest) or "."
-    tmp = os.path.join(folder, f".pgharbor-fetch.{os.getpid()}.{secrets.token_hex(4)}")
+    tmp = os.path.join(folder, f".pgharbor-fetch.{os.getpid()}.{os.urandom(4).hex()}")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, dest)
     except OSError as exc:
-        with contextlib.suppress(OSError):
+        try:  # noqa: SIM105 - no contextlib import on the hot path
             os.unlink(tmp)
+        except OSError:
+            pass
         raise UsageError(f"cannot write {dest}: {exc.strerror}") from None
 
 
@@ -56,7 +63,7 @@ def read_archived(
     problems: list[str] = []
     key_problems: list[EncryptionError] = []
     for placement in ctx.placements:
-        keys = crypto.keyring(settings, ctx.name, placement.target)
+        keys = envelope.keyring_for(settings, ctx.name, placement.target)
         try:
             storage = open_storage(placement.url, settings.target_options(placement.target))
             blob = storage.get(key)

@@ -9,10 +9,12 @@ wal prefetcher CLUSTER PGDATA       the resident prefetcher (started on demand)
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from pgharbor.errors import UsageError
-from pgharbor.settings import Settings
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pgharbor.settings import Settings
 
 USAGE = {
     "push": "wal push [--async] CLUSTER PATH",
@@ -42,22 +44,14 @@ def in_archive_recovery() -> bool:
     )
 
 
-def _async_wanted(settings: Settings, cluster: str) -> bool:
-    """The cluster's setting, from the local cache (no catalog round trip)."""
-    from pgharbor.archive.context import LocalState
-
-    try:
-        cached = LocalState(settings.state_dir, cluster).load_cache()
-    except Exception:
-        return False
-    return bool(cached and cached.get("archive_async"))
-
-
 def run(verb: str, settings: Settings, args: list[str]) -> None:
     if verb == "push":
         use_async = bool(args) and args[0] == "--async"
         cluster, path = _args(verb, args[1:] if use_async else args, 2)
-        if (use_async or _async_wanted(settings, cluster)) and in_data_directory():
+        # Async only when the archive_command says so (cluster add/set print that
+        # command for an async cluster): a cached setting could be stale, and switching
+        # a cluster back to sync must take effect with the next reload.
+        if use_async and in_data_directory():
             from pgharbor.archive.push import push_async
 
             push_async(settings, cluster, path)
@@ -79,7 +73,6 @@ def run(verb: str, settings: Settings, args: list[str]) -> None:
 
 
 def fetch_with_prefetch(settings: Settings, cluster: str, name: str, dest: str) -> None:
-    from pgharbor.archive.fetch import fetch
     from pgharbor.domain.wal import WalKind, parse_name
 
     wal = parse_name(name)
@@ -87,9 +80,11 @@ def fetch_with_prefetch(settings: Settings, cluster: str, name: str, dest: str) 
     if prefetch:
         from pgharbor.archive.prefetch import Cache, note_fetched
 
-        if Cache(Path.cwd()).take(name, dest):
-            note_fetched(settings, cluster, Path.cwd(), name)
+        if Cache(os.getcwd()).take(name, dest):
+            note_fetched(settings, cluster, os.getcwd(), name)
             return
+    from pgharbor.archive.fetch import fetch  # not needed for a prefetched segment
+
     fetch(settings, cluster, name, dest)
     if prefetch:
-        note_fetched(settings, cluster, Path.cwd(), name)
+        note_fetched(settings, cluster, os.getcwd(), name)

@@ -10,44 +10,46 @@ timeline) and only asks for it again after a pause, so nothing probes endlessly.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 
 from pgharbor.archive.daemon import hold_lock, lock_held, spawn
 from pgharbor.domain.wal import WalKind, parse_name, segment_name
-from pgharbor.settings import Settings
+from pgharbor.plain import absolute_path
 
-log = logging.getLogger("pgharbor.prefetch")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from pgharbor.settings import Settings
+
 CACHE = "pg_wal/pgharbor-prefetch"
 
 
 class Cache:
-    def __init__(self, pgdata: Path) -> None:
-        self.root = pgdata / CACHE
-        self.wanted = self.root / "wanted"
-        self.lock = self.root / "prefetch.lock"
-        self.log = self.root / "prefetch.log"
+    def __init__(self, pgdata: str) -> None:
+        self.root = os.path.join(pgdata, CACHE)
+        self.wanted = os.path.join(self.root, "wanted")
+        self.lock = os.path.join(self.root, "prefetch.lock")
+        self.log = os.path.join(self.root, "prefetch.log")
 
     def take(self, name: str, dest: str) -> bool:
         """Move a prefetched copy of ``name`` to ``dest``; False if there is none."""
         try:
-            os.replace(self.root / name, dest)
+            os.replace(os.path.join(self.root, name), dest)
         except FileNotFoundError:
             return False
         return True
 
     def want(self, name: str) -> None:
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = self.root / f".wanted.{os.getpid()}"
-        tmp.write_text(name)
+        os.makedirs(self.root, mode=0o700, exist_ok=True)
+        tmp = os.path.join(self.root, f".wanted.{os.getpid()}")
+        with open(tmp, "w") as f:
+            f.write(name)
         os.replace(tmp, self.wanted)
 
 
-def note_fetched(settings: Settings, cluster: str, pgdata: Path, name: str) -> None:
+def note_fetched(settings: Settings, cluster: str, pgdata: str, name: str) -> None:
     """After PostgreSQL got segment ``name``: move the window, start the prefetcher."""
     wal = parse_name(name)
     if wal.kind is not WalKind.SEGMENT:
@@ -58,6 +60,13 @@ def note_fetched(settings: Settings, cluster: str, pgdata: Path, name: str) -> N
         spawn(settings, "prefetcher", cluster, pgdata, cache.log)
 
 
+def _unlink(path: str) -> None:
+    try:  # noqa: SIM105 - no contextlib import on the hot path
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 def window(wanted: str, depth: int, segment_size: int) -> list[str]:
     w = parse_name(wanted)
     first = w.segno(segment_size) + 1
@@ -65,12 +74,17 @@ def window(wanted: str, depth: int, segment_size: int) -> list[str]:
 
 
 def run_prefetcher(settings: Settings, cluster: str, pgdata_arg: str) -> int:
+    # the resident process only: wal fetch itself never imports these
+    import logging
+    from concurrent.futures import ThreadPoolExecutor
+
     from pgharbor.archive.context import HotSession
     from pgharbor.archive.fetch import read_archived, write_atomic
 
+    log = logging.getLogger("pgharbor.prefetch")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    cache = Cache(Path(pgdata_arg).absolute())
-    cache.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cache = Cache(absolute_path(pgdata_arg))
+    os.makedirs(cache.root, mode=0o700, exist_ok=True)
     fd = hold_lock(cache.lock)
     if fd is None:
         return 0
@@ -91,7 +105,8 @@ def run_prefetcher(settings: Settings, cluster: str, pgdata_arg: str) -> int:
     try:
         while True:
             try:
-                wanted = cache.wanted.read_text().strip()
+                with open(cache.wanted) as f:
+                    wanted = f.read().strip()
             except FileNotFoundError:
                 wanted = ""
             now = time.monotonic()
@@ -101,10 +116,9 @@ def run_prefetcher(settings: Settings, cluster: str, pgdata_arg: str) -> int:
                 break
             names = window(wanted, depth, ctx.wal_segment_size) if wanted else []
             keep = set(names)
-            for p in cache.root.iterdir():  # keep the cache to the window
-                if p.name not in keep and not p.name.startswith((".", "wanted", "prefetch")):
-                    with contextlib.suppress(FileNotFoundError):
-                        p.unlink()
+            for entry in os.listdir(cache.root):  # keep the cache to the window
+                if entry not in keep and not entry.startswith((".", "wanted", "prefetch")):
+                    _unlink(os.path.join(cache.root, entry))
             for name, fut in list(inflight.items()):
                 if fut.done():
                     del inflight[name]
@@ -117,9 +131,9 @@ def run_prefetcher(settings: Settings, cluster: str, pgdata_arg: str) -> int:
                     if data is None:
                         missing_until[name] = now + 1.0  # the end of the archive, for now
                     elif name in keep:
-                        write_atomic(str(cache.root / name), data)
+                        write_atomic(os.path.join(cache.root, name), data)
             for name in names:
-                if name in inflight or (cache.root / name).exists():
+                if name in inflight or os.path.exists(os.path.join(cache.root, name)):
                     continue
                 if missing_until.get(name, 0) > now:
                     break  # nothing past a missing segment: it ends the timeline for now
@@ -129,10 +143,9 @@ def run_prefetcher(settings: Settings, cluster: str, pgdata_arg: str) -> int:
             time.sleep(0.02 if inflight else 0.1)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-        for p in cache.root.iterdir():  # clean after use
-            if p.name not in ("prefetch.lock", "prefetch.log"):
-                with contextlib.suppress(FileNotFoundError):
-                    p.unlink()
+        for entry in os.listdir(cache.root):  # clean after use
+            if entry not in ("prefetch.lock", "prefetch.log"):
+                _unlink(os.path.join(cache.root, entry))
         os.close(fd)
         log.info("prefetcher for %s exits", cluster)
     return 0

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime  # sqlite3 and psycopg load it anyway
 
-from pgharbor import crypto, envelope
-from pgharbor.archive.context import ClusterContext, HotSession, Placement
-from pgharbor.domain.wal import WalKind, WalName, parse_name, validate_segment, validate_text_file
+from pgharbor import envelope
+from pgharbor.archive.context import HotSession
+from pgharbor.domain.wal import WalKind, parse_name, validate_segment, validate_text_file
 from pgharbor.errors import (
     ArchiveIncomplete,
     Conflict,
@@ -27,32 +25,68 @@ from pgharbor.errors import (
     StorageError,
     UsageError,
 )
-from pgharbor.settings import Settings
+from pgharbor.plain import Record
 from pgharbor.storage.factory import open_storage
 from pgharbor.storage.layout import wal_key
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
-@dataclass
-class CopyOutcome:
-    target: str
-    status: str  # "stored" | "present" | "failed" | "conflict"
-    stored_size: int | None = None
-    detail: str | None = None
+    from pgharbor import crypto
+    from pgharbor.archive.context import ClusterContext, Placement
+    from pgharbor.domain.wal import WalName
+    from pgharbor.settings import Settings
+
+
+class CopyOutcome(Record):
+    __slots__ = ("target", "status", "stored_size", "detail")  # noqa: RUF023
+
+    def __init__(
+        self,
+        target: str,
+        status: str,  # "stored" | "present" | "failed" | "conflict"
+        stored_size: int | None = None,
+        detail: str | None = None,
+    ) -> None:
+        self.target = target
+        self.status = status
+        self.stored_size = stored_size
+        self.detail = detail
 
     @property
     def ok(self) -> bool:
         return self.status in ("stored", "present")
 
 
-@dataclass
-class PushResult:
-    cluster: str
-    name: str
-    size: int
-    checksum: str
-    required: int
-    outcomes: list[CopyOutcome] = field(default_factory=list)
-    recorded_in: str = ""
+class PushResult(Record):
+    __slots__ = (  # noqa: RUF023
+        "cluster",
+        "name",
+        "size",
+        "checksum",
+        "required",
+        "outcomes",
+        "recorded_in",
+    )
+
+    def __init__(
+        self,
+        cluster: str,
+        name: str,
+        size: int,
+        checksum: str,
+        required: int,
+        outcomes: list[CopyOutcome] | None = None,
+        recorded_in: str = "",
+    ) -> None:
+        self.cluster = cluster
+        self.name = name
+        self.size = size
+        self.checksum = checksum
+        self.required = required
+        self.outcomes: list[CopyOutcome] = [] if outcomes is None else outcomes
+        self.recorded_in = recorded_in
 
     @property
     def copies(self) -> int:
@@ -138,7 +172,7 @@ def push_to(placement: Placement, key: str, sealer: _Sealer, settings: Settings)
     a conflict and is left untouched."""
     meta = sealer.meta
     assert meta is not None  # set by store_bytes before any target is written
-    keys = crypto.keyring(settings, meta.cluster, placement.target)
+    keys = envelope.keyring_for(settings, meta.cluster, placement.target)
     try:
         storage = open_storage(placement.url, settings.target_options(placement.target))
         for _attempt in range(2):
@@ -219,7 +253,7 @@ def store_bytes(
         compression=settings.compression,
     )
     for p in placements:  # a key problem stops the push before anything is written
-        crypto.keyring(settings, ctx.name, p.target)
+        envelope.keyring_for(settings, ctx.name, p.target)
     result = PushResult(ctx.name, wal.name, len(data), meta.sha256, ctx.required_copies)
     key = wal_key(ctx.name, wal)
     outcomes: list[CopyOutcome | None] = [None] * len(placements)
@@ -287,14 +321,12 @@ def push_async(settings: Settings, cluster: str, path: str) -> None:
     """archive_command in async mode: confirm what the resident pusher already archived,
     else start it if needed and wait (bounded) for it. Never stores anything itself."""
     import time
-    from pathlib import Path
 
-    from pgharbor.archive.pusher import spawn_pusher
-    from pgharbor.archive.spool import Spool
+    from pgharbor.archive.spool import Spool, spawn_pusher
 
     name = parse_name(os.path.basename(path)).name
-    full = Path(os.path.abspath(path))
-    pgdata = full.parent.parent if full.parent.name == "pg_wal" else Path.cwd()
+    folder = os.path.dirname(os.path.abspath(path))
+    pgdata = os.path.dirname(folder) if os.path.basename(folder) == "pg_wal" else os.getcwd()
     spool = Spool(pgdata)
     if spool.take_done(name):
         return

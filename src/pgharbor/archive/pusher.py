@@ -15,21 +15,22 @@ import logging
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from pgharbor.archive.context import HotSession
-from pgharbor.archive.daemon import spawn
-from pgharbor.archive.spool import Spool
+from pgharbor.archive.spool import Spool, spawn_pusher
 from pgharbor.errors import PgharborError
+from pgharbor.plain import absolute_path
 from pgharbor.settings import Settings
+
+__all__ = ["Pusher", "ready_files", "run_pusher", "spawn_pusher"]
 
 log = logging.getLogger("pgharbor.pusher")
 FLUSH_EVERY = 1.0
 REFRESH_EVERY = 30.0
 
 
-def ready_files(status_dir: Path) -> list[str]:
+def ready_files(status_dir: str) -> list[str]:
     """Files PostgreSQL waits to see archived: timeline history first, then in WAL order."""
     try:
         names = [n[:-6] for n in os.listdir(status_dir) if n.endswith(".ready")]
@@ -38,20 +39,13 @@ def ready_files(status_dir: Path) -> list[str]:
     return sorted(names, key=lambda n: (not n.endswith(".history"), n))
 
 
-def spawn_pusher(settings: Settings, cluster: str, pgdata: Path) -> None:
-    """Start a detached pusher (it exits at once if another one holds the lock)."""
-    spool = Spool(pgdata)
-    spool.ensure()
-    spawn(settings, "pusher", cluster, pgdata, spool.log_path)
-
-
 class Pusher:
     def __init__(
-        self, settings: Settings, cluster: str, pgdata: Path, workers: int, idle_exit: float
+        self, settings: Settings, cluster: str, pgdata: str, workers: int, idle_exit: float
     ) -> None:
         self.settings, self.cluster, self.pgdata = settings, cluster, pgdata
         self.spool = Spool(pgdata)
-        self.status_dir = pgdata / "pg_wal" / "archive_status"
+        self.status_dir = os.path.join(pgdata, "pg_wal", "archive_status")
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="push")
         self.workers, self.idle_exit = workers, idle_exit
         self.inflight: dict[
@@ -67,7 +61,9 @@ class Pusher:
     def _task(self, name: str) -> tuple[Any, list[dict[str, Any]], PgharborError | None]:
         from pgharbor.archive.push import store_file
 
-        return store_file(self.settings, self.session.ctx, str(self.pgdata / "pg_wal" / name))
+        return store_file(
+            self.settings, self.session.ctx, os.path.join(self.pgdata, "pg_wal", name)
+        )
 
     def _collect(self) -> None:
         for name, fut in list(self.inflight.items()):
@@ -159,6 +155,4 @@ class Pusher:
 def run_pusher(settings: Settings, cluster: str, pgdata: str) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     workers = settings.async_workers or max(2, os.cpu_count() or 2)
-    return Pusher(
-        settings, cluster, Path(pgdata).absolute(), workers, settings.async_idle_exit
-    ).run()
+    return Pusher(settings, cluster, absolute_path(pgdata), workers, settings.async_idle_exit).run()

@@ -16,55 +16,68 @@ every file until archive_command reports it archived, so nothing is ever dropped
 
 from __future__ import annotations
 
-import contextlib
 import os
-from pathlib import Path
 
-from pgharbor.archive.daemon import hold_lock, lock_held
+from pgharbor.archive.daemon import hold_lock, lock_held, spawn
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pgharbor.settings import Settings
 
 SPOOL = "pg_wal/pgharbor-spool"
 
 
+def _unlink(path: str) -> None:
+    """Remove a file that may already be gone."""
+    try:  # noqa: SIM105 - no contextlib import on the hot path
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 class Spool:
-    def __init__(self, pgdata: Path) -> None:
-        self.root = pgdata / SPOOL
-        self.done_dir = self.root / "done"
-        self.failed_dir = self.root / "failed"
-        self.lock_path = self.root / "pusher.lock"
-        self.log_path = self.root / "pusher.log"
+    def __init__(self, pgdata: str) -> None:
+        self.root = os.path.join(pgdata, SPOOL)
+        self.done_dir = os.path.join(self.root, "done")
+        self.failed_dir = os.path.join(self.root, "failed")
+        self.lock_path = os.path.join(self.root, "pusher.lock")
+        self.log_path = os.path.join(self.root, "pusher.log")
 
     def ensure(self) -> None:
         for d in (self.done_dir, self.failed_dir):
-            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.makedirs(d, mode=0o700, exist_ok=True)
 
-    def _write(self, path: Path, text: str) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(text)
+    def _write(self, path: str, text: str) -> None:
+        folder, name = os.path.split(path)
+        tmp = os.path.join(folder, f".{name}.{os.getpid()}")
+        with open(tmp, "w") as f:
+            f.write(text)
         os.replace(tmp, path)
 
     def mark_done(self, name: str, note: str = "") -> None:
-        self._write(self.done_dir / name, note)
-        with contextlib.suppress(FileNotFoundError):
-            (self.failed_dir / name).unlink()
+        self._write(os.path.join(self.done_dir, name), note)
+        _unlink(os.path.join(self.failed_dir, name))
 
     def mark_failed(self, name: str, reason: str) -> None:
-        self._write(self.failed_dir / name, reason)
+        self._write(os.path.join(self.failed_dir, name), reason)
 
     def is_done(self, name: str) -> bool:
-        return (self.done_dir / name).exists()
+        return os.path.exists(os.path.join(self.done_dir, name))
 
     def take_done(self, name: str) -> bool:
         """Consume the done marker of ``name``: True if the file was archived."""
         try:
-            (self.done_dir / name).unlink()
+            os.unlink(os.path.join(self.done_dir, name))
         except FileNotFoundError:
             return False
         return True
 
     def failure(self, name: str) -> tuple[float, str] | None:
-        path = self.failed_dir / name
+        path = os.path.join(self.failed_dir, name)
         try:
-            return path.stat().st_mtime, path.read_text()
+            mtime = os.stat(path).st_mtime
+            with open(path) as f:
+                return mtime, f.read()
         except FileNotFoundError:
             return None
 
@@ -79,10 +92,16 @@ class Spool:
     def sweep(self, keep: set[str]) -> None:
         """Forget markers of files PostgreSQL no longer offers (archived, or recycled)."""
         for d in (self.done_dir, self.failed_dir):
-            for p in d.iterdir():
-                if p.name not in keep and not p.name.startswith("."):
-                    with contextlib.suppress(FileNotFoundError):
-                        p.unlink()
+            for name in os.listdir(d):
+                if name not in keep and not name.startswith("."):
+                    _unlink(os.path.join(d, name))
+
+
+def spawn_pusher(settings: Settings, cluster: str, pgdata: str) -> None:
+    """Start a detached pusher (it exits at once if another one holds the lock)."""
+    spool = Spool(pgdata)
+    spool.ensure()
+    spawn(settings, "pusher", cluster, pgdata, spool.log_path)
 
 
 def async_archive_command(command: str, cluster: str) -> str:

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pgharbor import crypto
+from pgharbor.envelope import zstd  # zstandard, loaded as the archive path loads it
 from pgharbor.errors import EncryptionError, IntegrityError, ObjectNotFound, StorageError
 from pgharbor.settings import Settings
 from pgharbor.storage.base import Storage
@@ -93,9 +94,7 @@ class ChunkCodec:
 
     def encode(self, raw: bytes | memoryview) -> bytes:
         if self.compression == "zstd":
-            import zstandard
-
-            data = zstandard.ZstdCompressor(level=self.level).compress(raw)
+            data: bytes = zstd().ZstdCompressor(level=self.level).compress(raw)
             if len(data) < len(raw):
                 return bytes([_ZSTD]) + data
         return bytes([_NONE]) + bytes(raw)
@@ -105,12 +104,14 @@ class ChunkCodec:
         if kind == bytes([_NONE]):
             return payload
         if kind == bytes([_ZSTD]):
-            import zstandard
-
+            zstandard = zstd()
             try:
-                return zstandard.ZstdDecompressor().decompress(payload, max_output_size=size)
+                plain: bytes = zstandard.ZstdDecompressor().decompress(
+                    payload, max_output_size=size
+                )
             except zstandard.ZstdError as exc:
                 raise IntegrityError(f"chunk does not decompress: {exc}") from None
+            return plain
         if kind == bytes([_AES]):
             raise EncryptionError(
                 f"chunk is encrypted (key {blob[1:_HEAD].hex()}) and no encryption key is "
@@ -217,8 +218,7 @@ class ChunkStore:
                 continue  # removed by a concurrent GC
 
     def _read_index(self, pack: str) -> list[tuple[bytes, Location]]:
-        import zstandard
-
+        zstandard = zstd()
         blob = self.storage.get(index_key(pack))
         try:
             doc = json.loads(zstandard.ZstdDecompressor().decompress(blob))
@@ -257,8 +257,7 @@ class ChunkStore:
     def _write_pack(
         self, pack: str, data: bytes, entries: list[tuple[bytes, int, int, int]]
     ) -> None:
-        import zstandard
-
+        zstandard = zstd()
         self.storage.put(pack_key(pack), data)
         doc = {
             "format": INDEX_FORMAT,

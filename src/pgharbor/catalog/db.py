@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,8 +43,9 @@ def make_engine(url: str, *, timeout: float = 10.0) -> tuple[Engine, CatalogURL]
     cu = parse_catalog_url(url)
     if cu.kind == "sqlite":
         assert cu.path is not None
-        if not cu.path.parent.is_dir():
-            raise CatalogUnavailable(f"catalog folder {cu.path.parent} does not exist")
+        folder = os.path.dirname(cu.path)
+        if not os.path.isdir(folder):
+            raise CatalogUnavailable(f"catalog folder {folder} does not exist")
         engine = sa.create_engine(
             cu.sqlalchemy_url, connect_args={"timeout": timeout}, poolclass=sa.pool.NullPool
         )

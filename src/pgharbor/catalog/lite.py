@@ -8,12 +8,14 @@ PostgreSQL catalogs built by the real migrations.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
-from typing import Any
-
-from pgharbor.catalog.urls import CatalogURL
 from pgharbor.errors import CatalogError, CatalogUnavailable, NotFound
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from typing import Any
+
+    from pgharbor.catalog.urls import CatalogURL
 
 COPY_COLUMNS = (
     "cluster_id",
@@ -111,6 +113,8 @@ def load_cluster(conn: Any, kind: str, name: str) -> dict[str, Any]:
 
 
 def _timestamp(kind: str, value: str) -> Any:
+    from datetime import UTC, datetime  # loaded by sqlite3 and psycopg anyway
+
     dt = datetime.fromisoformat(value)
     if kind == "sqlite":  # the text form SQLAlchemy's SQLite DateTime reads back
         return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")

@@ -6,17 +6,24 @@ Accepted: ``sqlite:////abs/path.db``, ``sqlite:///rel/path.db``, a bare file pat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 from pgharbor.errors import ConfigError
+from pgharbor.plain import FrozenRecord, absolute_path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 
-@dataclass(frozen=True)
-class CatalogURL:
-    kind: str  # "sqlite" | "postgresql"
-    path: Path | None = None  # sqlite
-    conninfo: str = ""  # postgresql, libpq URL
+class CatalogURL(FrozenRecord):
+    __slots__ = ("kind", "path", "conninfo")  # noqa: RUF023
+    kind: Final[str]  # "sqlite" | "postgresql"
+    path: Final[str | None]  # sqlite: absolute (as pathlib's absolute() spells it)
+    conninfo: Final[str]  # postgresql, libpq URL
+
+    def __init__(self, kind: str, path: str | None = None, conninfo: str = "") -> None:
+        self.kind = kind
+        self.path = path
+        self.conninfo = conninfo
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -40,7 +47,7 @@ def parse_catalog_url(url: str) -> CatalogURL:
         rest = url[len("sqlite://") :]
         if not rest.startswith("/") or rest == "/":
             raise ConfigError(f"bad SQLite catalog URL {url!r}: use sqlite:////absolute/path.db")
-        return CatalogURL("sqlite", path=Path(rest[1:]).absolute())
+        return CatalogURL("sqlite", path=absolute_path(rest[1:]))
     for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
         if url.startswith(prefix):
             return CatalogURL("postgresql", conninfo="postgresql://" + url[len(prefix) :])
@@ -48,4 +55,4 @@ def parse_catalog_url(url: str) -> CatalogURL:
         raise ConfigError(
             f"unsupported catalog URL {url.split('://')[0]}://…: use sqlite:////path or postgresql://…"
         )
-    return CatalogURL("sqlite", path=Path(url).absolute())
+    return CatalogURL("sqlite", path=absolute_path(url))

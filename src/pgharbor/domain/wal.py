@@ -6,12 +6,14 @@ Facts are in shared/POSTGRES-NOTES.md: a segment is named
 
 from __future__ import annotations
 
-import re
 import struct
-from dataclasses import dataclass
-from enum import StrEnum
 
 from pgharbor.errors import UsageError, WalValidationError
+from pgharbor.plain import FrozenRecord
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import ClassVar, Final
 
 XLP_LONG_HEADER = 0x0002
 XLOG_BLCKSZ = 8192
@@ -22,29 +24,37 @@ _LONG_HEADER = struct.Struct("<HHIQI4xQII")
 LONG_HEADER_SIZE = _LONG_HEADER.size  # 40
 
 
-class WalKind(StrEnum):
-    SEGMENT = "segment"
-    PARTIAL = "partial"
-    HISTORY = "history"
-    BACKUP = "backup"
+class WalKind(str):
+    """The kind of a WAL-style file: WalKind.SEGMENT etc. are strings ("segment", ...),
+    one object each, so ``kind is WalKind.SEGMENT`` holds for parsed names."""
+
+    __slots__ = ()
+    SEGMENT: ClassVar[WalKind]
+    PARTIAL: ClassVar[WalKind]
+    HISTORY: ClassVar[WalKind]
+    BACKUP: ClassVar[WalKind]
 
 
-_HEX24 = r"[0-9A-F]{24}"
-_PATTERNS: tuple[tuple[WalKind, re.Pattern[str]], ...] = (
-    (WalKind.SEGMENT, re.compile(rf"^({_HEX24})$")),
-    (WalKind.PARTIAL, re.compile(rf"^({_HEX24})\.partial$")),
-    (WalKind.HISTORY, re.compile(r"^([0-9A-F]{8})\.history$")),
-    (WalKind.BACKUP, re.compile(rf"^({_HEX24})\.[0-9A-F]{{8}}\.backup$")),
-)
+WalKind.SEGMENT = WalKind("segment")
+WalKind.PARTIAL = WalKind("partial")
+WalKind.HISTORY = WalKind("history")
+WalKind.BACKUP = WalKind("backup")
 
 
-@dataclass(frozen=True)
-class WalName:
-    name: str
-    kind: WalKind
-    timeline: int
-    log: int = 0  # XXXXXXXX
-    seg: int = 0  # YYYYYYYY
+class WalName(FrozenRecord):
+    __slots__ = ("name", "kind", "timeline", "log", "seg")  # noqa: RUF023
+    name: Final[str]
+    kind: Final[WalKind]
+    timeline: Final[int]
+    log: Final[int]  # XXXXXXXX
+    seg: Final[int]  # YYYYYYYY
+
+    def __init__(self, name: str, kind: WalKind, timeline: int, log: int = 0, seg: int = 0) -> None:
+        self.name = name
+        self.kind = kind
+        self.timeline = timeline
+        self.log = log
+        self.seg = seg
 
     def segno(self, segment_size: int) -> int:
         return self.log * segs_per_id(segment_size) + self.seg
@@ -55,15 +65,38 @@ class WalName:
         return self.name[:16] if self.kind is not WalKind.HISTORY else "history"
 
 
+_HEX = "0123456789ABCDEF"
+
+
+def _is_hex(text: str, length: int) -> bool:
+    """``text`` is ``length`` upper-case hex digits (strip removes them all, nothing else)."""
+    return len(text) == length and not text.strip(_HEX)
+
+
+def _split_name(name: str) -> tuple[WalKind, str] | None:
+    """The kind of a WAL-style file name and its hex head (24 digits, 8 for .history)."""
+    head, dot, rest = name.partition(".")
+    if not _is_hex(head, 8 if rest == "history" else 24):
+        return None
+    if not dot:
+        return WalKind.SEGMENT, head
+    if rest == "partial":
+        return WalKind.PARTIAL, head
+    if rest == "history":
+        return WalKind.HISTORY, head
+    offset, dot, suffix = rest.partition(".")
+    if dot and suffix == "backup" and _is_hex(offset, 8):
+        return WalKind.BACKUP, head
+    return None
+
+
 def parse_name(name: str) -> WalName:
     """Parse a WAL-style file name; anything else (paths, traversal, junk) is a UsageError."""
-    for kind, pattern in _PATTERNS:
-        m = pattern.match(name)
-        if m:
-            head = m.group(1)
-            tli = int(head[:8], 16)
-            if tli == 0:
-                break
+    split = _split_name(name)
+    if split is not None:
+        kind, head = split
+        tli = int(head[:8], 16)
+        if tli != 0:
             if kind is WalKind.HISTORY:
                 return WalName(name, kind, tli)
             return WalName(name, kind, tli, int(head[8:16], 16), int(head[16:24], 16))
@@ -82,10 +115,15 @@ def segment_name(timeline: int, segno: int, segment_size: int) -> str:
 
 
 def parse_lsn(text: str) -> int:
-    m = re.fullmatch(r"\s*([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})\s*", text)
-    if not m:
+    hi, slash, lo = text.strip().partition("/")
+    if not (slash and _is_lsn_half(hi) and _is_lsn_half(lo)):
         raise UsageError(f"{text!r} is not an LSN (expected X/Y in hex, e.g. 0/3000028)")
-    return (int(m.group(1), 16) << 32) | int(m.group(2), 16)
+    return (int(hi, 16) << 32) | int(lo, 16)
+
+
+def _is_lsn_half(text: str) -> bool:
+    """1 to 8 hex digits, either case."""
+    return 1 <= len(text) <= 8 and not text.strip("0123456789ABCDEFabcdef")
 
 
 def format_lsn(lsn: int) -> str:
@@ -96,15 +134,41 @@ def lsn_segno(lsn: int, segment_size: int) -> int:
     return lsn // segment_size
 
 
-@dataclass(frozen=True)
-class SegmentHeader:
-    magic: int
-    info: int
-    timeline: int
-    pageaddr: int
-    system_identifier: int
-    segment_size: int
-    block_size: int
+class SegmentHeader(FrozenRecord):
+    __slots__ = (  # noqa: RUF023
+        "magic",
+        "info",
+        "timeline",
+        "pageaddr",
+        "system_identifier",
+        "segment_size",
+        "block_size",
+    )
+    magic: Final[int]
+    info: Final[int]
+    timeline: Final[int]
+    pageaddr: Final[int]
+    system_identifier: Final[int]
+    segment_size: Final[int]
+    block_size: Final[int]
+
+    def __init__(
+        self,
+        magic: int,
+        info: int,
+        timeline: int,
+        pageaddr: int,
+        system_identifier: int,
+        segment_size: int,
+        block_size: int,
+    ) -> None:
+        self.magic = magic
+        self.info = info
+        self.timeline = timeline
+        self.pageaddr = pageaddr
+        self.system_identifier = system_identifier
+        self.segment_size = segment_size
+        self.block_size = block_size
 
     @property
     def pg_major(self) -> int | None:

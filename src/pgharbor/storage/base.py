@@ -16,19 +16,27 @@ every backend in tests/contract):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Protocol
-
 from pgharbor.errors import UsageError
+from pgharbor.plain import FrozenRecord
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Final, Protocol
+else:
+    Protocol = object  # Storage is only used in annotations: typing stays unimported
 
 TMP_MARK = ".pgharbor-tmp."
 
 
-@dataclass(frozen=True)
-class ObjectInfo:
-    key: str
-    size: int
+class ObjectInfo(FrozenRecord):
+    __slots__ = ("key", "size")
+    key: Final[str]
+    size: Final[int]
+
+    def __init__(self, key: str, size: int) -> None:
+        self.key = key
+        self.size = size
 
 
 class Storage(Protocol):
@@ -64,3 +72,16 @@ def check_key(key: str) -> str:
     ):
         raise UsageError(f"invalid storage key {key!r}")
     return key
+
+
+def plain_file_url(url: str) -> tuple[str, str] | None:
+    """(netloc, path) of a file:// URL urllib.parse would split and unquote to exactly its
+    own text: no %-escape, query, fragment, bracket, backslash, non-ASCII or control
+    character. None for any other URL (the caller then uses urllib.parse): the hot path
+    spares that import for the usual file URLs."""
+    if not url.startswith("file://") or not (url.isascii() and url.isprintable()):
+        return None
+    if any(c in url for c in "%?#[]\\"):
+        return None
+    netloc, slash, path = url[len("file://") :].partition("/")
+    return netloc, slash + path

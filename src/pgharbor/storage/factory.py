@@ -3,18 +3,29 @@ pay for boto3 or paramiko."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-from urllib.parse import urlsplit
-
 from pgharbor.errors import ConfigError, UsageError
-from pgharbor.storage.base import Storage
+from pgharbor.storage.base import plain_file_url
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
+    from pgharbor.storage.base import Storage
 
 SCHEMES = ("file", "ssh", "s3", "memory")
 
 
 def validate_url(url: str) -> str:
     """Check a target URL's form without connecting. Returns it unchanged."""
+    plain = plain_file_url(url)
+    if plain is not None:  # what urlsplit gives, without importing urllib.parse
+        netloc, path = plain
+        if netloc not in ("", "localhost") or not path:
+            raise UsageError(f"bad file URL {url!r}: use file:///absolute/path")
+        return url
+    from urllib.parse import urlsplit
+
     parts = urlsplit(url)
     if parts.scheme not in SCHEMES:
         raise UsageError(f"unsupported target URL {url!r}: expected file://, ssh:// or s3://")
@@ -29,7 +40,12 @@ def validate_url(url: str) -> str:
 
 def open_storage(url: str, options: Mapping[str, Any] | None = None) -> Storage:
     validate_url(url)
-    scheme = urlsplit(url).scheme
+    if plain_file_url(url) is not None:
+        scheme = "file"
+    else:
+        from urllib.parse import urlsplit
+
+        scheme = urlsplit(url).scheme
     opts = dict(options or {})
     try:
         return _open(scheme, url, opts)

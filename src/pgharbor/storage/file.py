@@ -7,13 +7,8 @@ replaced), and the folder is fsynced so the new name itself is durable.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import secrets
-from collections.abc import Iterator
-from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from pgharbor.errors import (
     ObjectExists,
@@ -22,10 +17,24 @@ from pgharbor.errors import (
     StoragePermissionDenied,
     StorageUnavailable,
 )
-from pgharbor.storage.base import TMP_MARK, ObjectInfo, check_key
+from pgharbor.plain import tidy_path
+from pgharbor.storage.base import TMP_MARK, ObjectInfo, check_key, plain_file_url
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
-def _fsync_dir(path: Path) -> None:
+def _url_path(url: str) -> str:
+    plain = plain_file_url(url)
+    if plain is not None:
+        return plain[1]
+    from urllib.parse import unquote, urlsplit
+
+    return unquote(urlsplit(url).path)
+
+
+def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -37,14 +46,14 @@ class FileStorage:
     def __init__(self, url: str, *, fsync: bool = True, timeout: float | None = None) -> None:
         # timeout: accepted for a uniform interface; local and NFS I/O has no timeout.
         self.url = url
-        self.root = Path(unquote(urlsplit(url).path))
+        self.root = tidy_path(_url_path(url))  # a string: pathlib costs the hot path
         self.fsync = fsync
 
     def __repr__(self) -> str:
         return f"FileStorage({self.url!r})"
 
-    def _path(self, key: str) -> Path:
-        return self.root / check_key(key)
+    def _path(self, key: str) -> str:
+        return os.path.join(self.root, check_key(key))
 
     def _error(self, exc: OSError, key: str) -> StorageError:
         where = f"{self.url} ({key})"
@@ -58,30 +67,32 @@ class FileStorage:
             return StorageUnavailable(f"{where}: {exc.strerror}")
         return StorageError(f"{where}: {exc.strerror or exc}")
 
-    def _makedirs(self, folder: Path) -> None:
-        missing: list[Path] = []
+    def _makedirs(self, folder: str) -> None:
+        missing: list[str] = []
         p = folder
-        while not p.exists():
+        while not os.path.exists(p):
             missing.append(p)
-            if p.parent == p:
+            parent = os.path.dirname(p)
+            if parent == p:
                 break
-            p = p.parent
-        if missing and not self.root.exists():
+            p = parent
+        if missing and not os.path.exists(self.root):
             raise StorageUnavailable(f"{self.url}: target root {self.root} does not exist")
         for d in reversed(missing):
             try:
-                d.mkdir()
+                os.mkdir(d)
             except FileExistsError:
                 continue
             if self.fsync:
-                _fsync_dir(d.parent)
+                _fsync_dir(os.path.dirname(d))
 
     def put(self, key: str, data: bytes, *, overwrite: bool = True) -> None:
         path = self._path(key)
-        tmp = path.with_name(f"{TMP_MARK}{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        folder, name = os.path.split(path)
+        tmp = os.path.join(folder, f"{TMP_MARK}{name}.{os.getpid()}.{os.urandom(4).hex()}")
         try:
-            self._makedirs(path.parent)
-            if not overwrite and path.exists():
+            self._makedirs(folder)
+            if not overwrite and os.path.exists(path):
                 raise ObjectExists(f"{self.url} ({key}): object exists")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
             try:
@@ -102,15 +113,18 @@ class FileStorage:
                 finally:
                     os.unlink(tmp)
             if self.fsync:
-                _fsync_dir(path.parent)
+                _fsync_dir(folder)
         except OSError as exc:
-            with contextlib.suppress(OSError):
+            try:  # noqa: SIM105 - no contextlib import on the hot path
                 os.unlink(tmp)
+            except OSError:
+                pass
             raise self._error(exc, key) from exc
 
     def get(self, key: str) -> bytes:
         try:
-            return self._path(key).read_bytes()
+            with open(self._path(key), "rb") as f:
+                return f.read()
         except IsADirectoryError:
             raise ObjectNotFound(f"{self.url} ({key}): no such object") from None
         except OSError as exc:
@@ -126,9 +140,9 @@ class FileStorage:
 
     def stat(self, key: str) -> ObjectInfo | None:
         try:
-            st = self._path(key).stat()
+            st = os.stat(self._path(key))
         except FileNotFoundError:
-            if not self.root.is_dir():
+            if not os.path.isdir(self.root):
                 raise StorageUnavailable(
                     f"{self.url}: target root {self.root} does not exist"
                 ) from None
@@ -141,11 +155,11 @@ class FileStorage:
         return self.stat(key) is not None
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        if not self.root.is_dir():
+        if not os.path.isdir(self.root):
             raise StorageUnavailable(f"{self.url}: target root {self.root} does not exist")
         # Walk only the folder that can contain the prefix.
         folder = prefix.rpartition("/")[0]
-        start = self.root / folder if folder else self.root
+        start = os.path.join(self.root, folder) if folder else self.root
         found: list[ObjectInfo] = []
         try:
             for dirpath, dirnames, filenames in os.walk(start):
@@ -164,7 +178,7 @@ class FileStorage:
 
     def delete(self, key: str) -> None:
         try:
-            self._path(key).unlink()
+            os.unlink(self._path(key))
         except FileNotFoundError:
             return
         except OSError as exc:

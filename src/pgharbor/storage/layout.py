@@ -7,7 +7,9 @@
 
 from __future__ import annotations
 
-from pgharbor.domain.wal import WalName
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pgharbor.domain.wal import WalName
 
 
 def cluster_prefix(cluster: str) -> str:
