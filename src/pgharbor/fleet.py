@@ -124,6 +124,7 @@ def register_cluster(
 
 def command_lines(settings: Settings, cluster: Cluster, catalog_given: bool) -> tuple[str, str]:
     """The archive_command and restore_command lines for the cluster's mode."""
+    from pgharbor.archive.prefetch import fast_restore_command
     from pgharbor.archive.spool import async_archive_command
 
     cmd = pgharbor_command(settings, catalog_given)
@@ -135,7 +136,7 @@ def command_lines(settings: Settings, cluster: Cluster, catalog_given: bool) -> 
     )
     return (
         conf_line("archive_command", push),
-        conf_line("restore_command", f"{cmd} wal fetch {name} %f %p"),
+        conf_line("restore_command", fast_restore_command(cmd, cluster.name)),
     )
 
 

@@ -89,7 +89,9 @@ def restore_command_line(settings: Settings, cluster: str) -> str:
     cmd = pgharbor_command(settings, catalog_given=True)
     if os.environ.get("PGHARBOR_STATE_DIR"):
         cmd = f"PGHARBOR_STATE_DIR={shlex.quote(os.environ['PGHARBOR_STATE_DIR'])} {cmd}"
-    return f"{cmd} wal fetch {shlex.quote(cluster)} %f %p"
+    from pgharbor.archive.prefetch import fast_restore_command
+
+    return fast_restore_command(cmd, cluster)
 
 
 def restore(
