@@ -35,22 +35,6 @@ if TYPE_CHECKING:
     from typing import Any, Final
 
 COMPRESSIONS = ("zstd", "none")
-_KNOWN = {
-    "catalog",
-    "state_dir",
-    "compression",
-    "compression_level",
-    "catalog_timeout",
-    "target_timeout",
-    "async_workers",
-    "async_wait",
-    "async_idle_exit",
-    "prefetch_depth",
-    "prefetch_workers",
-    "prefetch_idle_exit",
-    "targets",
-    "clusters",
-}
 
 
 def default_state_dir() -> str:
@@ -171,6 +155,10 @@ def _number(name: str, value: Any, kind: type, low: float, high: float) -> Any:
     if not low <= v <= high:
         raise ConfigError(f"{name} must be between {low} and {high}, got {v}")
     return v
+
+
+# every setting a config file may hold: the fields, except where the file itself is
+_KNOWN = frozenset(Settings.__slots__) - {"config_file"}
 
 
 def load_settings(
