@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.harbor import Harbor
+from tests.fixtures.harbor import Harbor, count_rows
 from tests.fixtures.postgres import PgCluster, PgFactory, server_dir
 from tests.fixtures.s3server import S3Server
 from tests.fixtures.sshd import SSHDServer
@@ -69,14 +69,7 @@ def test_archive_fetch_and_standby_through_ssh_and_s3(
     )
     (backup / "standby.signal").touch()
     standby.start()
-    standby.wait_until("replay", lambda: _count(standby) == 5000, 120, standby.log_tail)
-
-
-def _count(pg: PgCluster) -> int | None:
-    try:
-        return int(pg.sql_one("SELECT count(*) FROM t"))
-    except Exception:
-        return None
+    standby.wait_until("replay", lambda: count_rows(standby, "t") == 5000, 120, standby.log_tail)
 
 
 def test_ssh_down_mid_load_s3_carries_on_then_sync_fills_the_gap(

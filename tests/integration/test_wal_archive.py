@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.harbor import Harbor
+from tests.fixtures.harbor import Harbor, count_rows
 from tests.fixtures.postgres import PgCluster, PgFactory, server_dir
 
 pytestmark = pytest.mark.integration
@@ -86,7 +86,7 @@ def test_standby_replays_from_the_archive(
     standby.start()
     standby.wait_until(
         "replay of the archive",
-        lambda: _count_or_none(standby) == expected,
+        lambda: count_rows(standby, "t") == expected,
         120,
         lambda: standby.log_tail(),
     )
@@ -95,13 +95,6 @@ def test_standby_replays_from_the_archive(
     # replay was fed by the prefetcher, which worked ahead of PostgreSQL's requests
     log = (backup / "pg_wal" / "pgharbor-prefetch" / "prefetch.log").read_text()
     assert "prefetcher for c1" in log
-
-
-def _count_or_none(pg: PgCluster) -> int | None:
-    try:
-        return int(pg.sql_one("SELECT count(*) FROM t"))
-    except Exception:
-        return None
 
 
 def test_refusals_on_real_wal(harbor: Harbor, pg_factory: PgFactory, workdir: Path) -> None:
