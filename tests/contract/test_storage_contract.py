@@ -196,3 +196,24 @@ def test_unknown_host_key(kit: BackendKit) -> None:
     with pytest.raises(StorageError) as ei:
         s.put("x/y", b"data")
     assert "host key" in str(ei.value)
+
+
+def test_sweep_removes_what_killed_writers_left(kit: BackendKit) -> None:
+    s = kit.make()
+    s.put("w/a/obj", b"kept")
+    if not kit.leftover(s, "w/a/lost", alive=False):
+        pytest.skip(f"{kit.name}: a put leaves nothing behind")
+    kit.leftover(s, "w/a/busy", alive=True)  # a write still in progress
+    kit.leftover(s, "other/x", alive=False)
+    assert [o.key for o in s.list("")] == ["w/a/obj"]  # leftovers are never objects
+    if kit.by_writer:
+        assert s.sweep("w/") == 1  # the dead writer's, at once; the busy one stays
+        assert s.sweep("w/") == 0
+        assert s.sweep("w/", max_age=0) == 1  # a "write in progress" that old is dead too
+    else:
+        assert s.sweep("w/") == 0  # young uploads may still complete
+        assert s.sweep("w/", max_age=0) == 2
+    assert s.sweep("w/", max_age=0) == 0
+    assert s.sweep("other/", max_age=0) == 1  # only below the prefix
+    assert s.get("w/a/obj") == b"kept"
+    assert [o.key for o in s.list("")] == ["w/a/obj"]

@@ -13,6 +13,7 @@ import pytest
 
 from tests.fixtures.harbor import Harbor
 from tests.fixtures.postgres import PgCluster, server_dir
+from tests.fixtures.storage_kits import leave_tmp_file
 
 pytestmark = pytest.mark.integration
 
@@ -32,6 +33,10 @@ def _alive(pid: int) -> bool:
             return f.read().split(") ", 1)[1][0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def _leftovers(root: Path) -> list[str]:
+    return [p.name for p in root.rglob("*") if p.name.startswith(".pgharbor-tmp.")]
 
 
 def _stored(root: Path) -> dict[str, Path]:
@@ -69,7 +74,9 @@ def test_kill_9_of_the_pusher_under_load_loses_nothing(
     stored = _stored(t1)
     archived = {p.name for p in ref.iterdir()}
     assert archived <= set(stored)  # nothing PostgreSQL handed over is missing
-    assert not [p for p in t1.rglob("*") if "tmp" in p.name]  # no partial object
+    # no partial object: what a killed pusher was writing, its successor sweeps away
+    # (at its start, on a worker: wait for that, not for a fixed time)
+    pg_cluster.wait_until("the sweep", lambda: not _leftovers(t1), 30, lambda: str(_leftovers(t1)))
     out = server_dir(workdir / "out")
     for name in sorted(archived):
         harbor.run("wal", "fetch", "c1", name, str(out / name))
@@ -99,3 +106,22 @@ def test_target_down_then_back_resumes_by_itself(harbor: Harbor, pg_cluster: PgC
     parked.rename(t1)
     pg_cluster.wait_for_archived(pending[-1], timeout=180)
     assert set(pending) <= set(_stored(t1))
+
+
+def test_a_new_pusher_sweeps_what_a_killed_one_left(harbor: Harbor, pg_cluster: PgCluster) -> None:
+    """The leftover of a pusher killed mid-put (a temporary named by the storage code, by a
+    process that is gone) next to a segment still waiting: the next pusher removes it."""
+    t1 = harbor.target("t1")
+    harbor.register(pg_cluster, "c1", "t1")
+    harbor.archive_to(pg_cluster, mode="async")
+    pg_cluster.wait_for_archived(pg_cluster.switch_wal(), timeout=60)
+    pid = _pusher_pid(pg_cluster)
+    if pid is not None and _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+        pg_cluster.wait_until("the pusher to die", lambda: not _alive(pid), 30, str)
+    waiting = str(pg_cluster.sql_one("SELECT pg_walfile_name(pg_current_wal_lsn())"))
+    leave_tmp_file(t1, f"c1/wal/{waiting[:16]}/{waiting}", alive=False, owner=t1)
+    assert len(_leftovers(t1)) == 1
+    pg_cluster.wait_for_archived(pg_cluster.switch_wal(), timeout=60)
+    pg_cluster.wait_until("the sweep", lambda: not _leftovers(t1), 30, lambda: str(_leftovers(t1)))
+    assert waiting in _stored(t1)

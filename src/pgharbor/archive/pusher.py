@@ -65,6 +65,31 @@ class Pusher:
             self.settings, self.session.ctx, os.path.join(self.pgdata, "pg_wal", name)
         )
 
+    def _sweep(self, ready: list[str]) -> None:
+        """A pusher killed mid-put (kill -9, OOM) left temporaries next to the files it
+        was storing, which are still ready (never confirmed): remove those of writers that
+        are gone. Runs once per pusher, on a worker, so a target that is down delays no
+        push."""
+        from pgharbor.domain.wal import parse_name
+        from pgharbor.storage.factory import open_storage
+        from pgharbor.storage.layout import wal_key
+
+        folders = set()
+        for name in ready:
+            try:
+                folders.add(wal_key(self.session.ctx.name, parse_name(name)).rpartition("/")[0])
+            except PgharborError:
+                continue  # not a WAL name: the push itself reports it
+        for p in self.session.ctx.placements:
+            try:
+                storage = open_storage(p.url, self.settings.target_options(p.target))
+                removed = sum(storage.sweep(f"{folder}/") for folder in sorted(folders))
+            except Exception as exc:  # housekeeping: never fatal, never silent
+                log.warning("sweeping %s for abandoned temporaries failed: %s", p.target, exc)
+                continue
+            if removed:
+                log.info("%s: removed %d abandoned temporary objects", p.target, removed)
+
     def _collect(self) -> None:
         for name, fut in list(self.inflight.items()):
             if not fut.done():
@@ -122,6 +147,7 @@ class Pusher:
         )
         idle_since = time.monotonic()
         try:
+            self.pool.submit(self._sweep, ready_files(self.status_dir))
             while True:
                 ready = ready_files(self.status_dir)
                 self.spool.sweep(set(ready))

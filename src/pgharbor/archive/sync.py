@@ -1,7 +1,8 @@
 """wal sync: the catch-up of missing copies. Every archived file of a cluster ends up on
 every active placement: a copy a placement lacks (it was down, or added later) is read
 from another placement, verified against its checksum, and stored like a push (atomic,
-durable, sealed with the destination's key)."""
+durable, sealed with the destination's key). It also sweeps what writers killed
+mid-put left behind under the cluster's WAL folder (see Storage.sweep)."""
 
 from __future__ import annotations
 
@@ -24,10 +25,12 @@ class SyncResult:
     copied: dict[str, int] = field(default_factory=dict)  # target -> copies made
     failed: list[str] = field(default_factory=list)
     unreachable: list[str] = field(default_factory=list)
+    swept: int = 0  # leftovers of killed writers removed from the targets
 
 
-def _names(settings: Settings, ctx: ClusterContext, p: Placement) -> set[str]:
+def _names(settings: Settings, ctx: ClusterContext, p: Placement, result: SyncResult) -> set[str]:
     storage = open_storage(p.url, settings.target_options(p.target))
+    result.swept += storage.sweep(wal_prefix(ctx.name))
     names = set()
     for obj in storage.list(wal_prefix(ctx.name)):
         name = obj.key.rsplit("/", 1)[1]
@@ -46,7 +49,7 @@ def sync(settings: Settings, cluster: str) -> SyncResult:
     present: dict[str, set[str]] = {}
     for p in ctx.placements:
         try:
-            present[p.target] = _names(settings, ctx, p)
+            present[p.target] = _names(settings, ctx, p, result)
         except PgharborError as exc:
             result.unreachable.append(f"{p.target}: {exc}")
     reachable = tuple(p for p in ctx.placements if p.target in present)

@@ -10,11 +10,17 @@ every backend in tests/contract):
 - ``list(prefix)`` yields every object whose key starts with prefix, sorted by key,
   and never temporary objects of writes in progress.
 - ``delete`` of a missing key is not an error.
+- ``sweep(prefix, max_age)`` removes the leftovers of writes that can never finish
+  (a writer killed mid-put): temporaries whose writer ran on this host and is gone,
+  and any older than max_age seconds. A write in progress is never disturbed unless
+  it is older than max_age. Returns how many it removed.
 - Backend failures surface as StorageUnavailable (cannot reach), StoragePermissionDenied,
   or StorageError: never a library exception.
 """
 
 from __future__ import annotations
+
+import os
 
 from pgharbor.errors import UsageError
 from pgharbor.plain import FrozenRecord
@@ -27,6 +33,9 @@ else:
     Protocol = object  # Storage is only used in annotations: typing stays unimported
 
 TMP_MARK = ".pgharbor-tmp."
+ABANDONED_AFTER = 3600.0  # a temporary this old belongs to a writer that is gone
+# This host, as a temporary's name carries it: letters, digits and '_' only.
+_HOST = "".join(c if c.isascii() and c.isalnum() else "_" for c in os.uname().nodename)[:40]
 
 
 class ObjectInfo(FrozenRecord):
@@ -56,7 +65,46 @@ class Storage(Protocol):
 
     def delete(self, key: str) -> None: ...
 
+    def sweep(self, prefix: str, max_age: float = ABANDONED_AFTER) -> int: ...
+
     def close(self) -> None: ...
+
+
+def tmp_name(name: str) -> str:
+    """The temporary name a writer uses for the object called name (in the same folder):
+    it says which host and process write it, so a sweep can tell an abandoned one."""
+    return f"{TMP_MARK}{name}.{_HOST}-{os.getpid()}-{os.urandom(4).hex()}"
+
+
+def abandoned(tmp: str, age: float, max_age: float) -> bool:
+    """True when the temporary tmp (a file name made by tmp_name, or an older form) can
+    never become an object: its writer ran on this host and is no longer alive, or it is
+    older than max_age seconds."""
+    if age > max_age:
+        return True
+    host, _, rest = tmp.rpartition(".")[2].partition("-")
+    pid = rest.partition("-")[0]
+    if host != _HOST or not pid.isdigit():
+        return False
+    return _gone(int(pid))
+
+
+def _gone(pid: int) -> bool:
+    """True when no process pid runs here: none exists, or only its zombie (a killed
+    writer whose parent never reaps it, e.g. under a container's minimal init)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, owned by another user
+        pass
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b") ")[2][:1] == b"Z"
+    except FileNotFoundError:
+        return os.path.isdir("/proc/self")  # it just exited; or no /proc: trust kill()
+    except OSError:
+        return False
 
 
 def check_key(key: str) -> str:

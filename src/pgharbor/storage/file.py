@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 
 from pgharbor.errors import (
     ObjectExists,
@@ -18,7 +19,15 @@ from pgharbor.errors import (
     StorageUnavailable,
 )
 from pgharbor.plain import tidy_path
-from pgharbor.storage.base import TMP_MARK, ObjectInfo, check_key, plain_file_url
+from pgharbor.storage.base import (
+    ABANDONED_AFTER,
+    TMP_MARK,
+    ObjectInfo,
+    abandoned,
+    check_key,
+    plain_file_url,
+    tmp_name,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -89,7 +98,7 @@ class FileStorage:
     def put(self, key: str, data: bytes, *, overwrite: bool = True) -> None:
         path = self._path(key)
         folder, name = os.path.split(path)
-        tmp = os.path.join(folder, f"{TMP_MARK}{name}.{os.getpid()}.{os.urandom(4).hex()}")
+        tmp = os.path.join(folder, tmp_name(name))
         try:
             self._makedirs(folder)
             if not overwrite and os.path.exists(path):
@@ -175,6 +184,31 @@ class FileStorage:
             raise self._error(exc, prefix) from exc
         found.sort(key=lambda o: o.key)
         return iter(found)
+
+    def sweep(self, prefix: str, max_age: float = ABANDONED_AFTER) -> int:
+        if not os.path.isdir(self.root):
+            raise StorageUnavailable(f"{self.url}: target root {self.root} does not exist")
+        folder = prefix.rpartition("/")[0]
+        start = os.path.join(self.root, folder) if folder else self.root
+        now, removed = time.time(), 0
+        try:
+            for dirpath, _dirnames, filenames in os.walk(start):
+                rel = os.path.relpath(dirpath, self.root)
+                for fn in filenames:
+                    if not fn.startswith(TMP_MARK):
+                        continue
+                    key = fn[len(TMP_MARK) :] if rel == "." else f"{rel}/{fn[len(TMP_MARK) :]}"
+                    path = os.path.join(dirpath, fn)
+                    try:
+                        age = now - os.stat(path).st_mtime
+                        if key.startswith(prefix) and abandoned(fn, age, max_age):
+                            os.unlink(path)
+                            removed += 1
+                    except FileNotFoundError:
+                        continue  # its writer finished or another sweep took it
+        except OSError as exc:
+            raise self._error(exc, prefix) from exc
+        return removed
 
     def delete(self, key: str) -> None:
         try:

@@ -53,6 +53,9 @@ class MemoryStorage:
         with _LOCK:
             self._objects.pop(key, None)
 
+    def sweep(self, prefix: str, max_age: float = 0.0) -> int:
+        return 0  # a put is one dict assignment: nothing is ever left half-written
+
     def close(self) -> None:
         return None
 

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
@@ -37,7 +38,7 @@ from pgharbor.errors import (
     StorageUnavailable,
     UsageError,
 )
-from pgharbor.storage.base import ObjectInfo, check_key
+from pgharbor.storage.base import ABANDONED_AFTER, ObjectInfo, check_key
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -382,6 +383,36 @@ class S3Storage:
                 for o in page.get("Contents", [])
                 if not o["Key"].endswith("/")  # folder markers made by consoles
             ]
+
+    def sweep(self, prefix: str, max_age: float = ABANDONED_AFTER) -> int:
+        """Abort multipart uploads idle for max_age: an upload of a killed writer never
+        becomes an object, but its parts are billed until aborted. (An upload does not
+        say which process started it: its age, the newest of its start and its parts,
+        alone decides.)"""
+        s3 = self._client()
+        now, removed = datetime.now(UTC), 0
+
+        def idle(up: Any) -> bool:
+            if (now - up["Initiated"]).total_seconds() < max_age:
+                return False
+            parts = s3.list_parts(Bucket=self.bucket, Key=up["Key"], UploadId=up["UploadId"])
+            return all(
+                (now - p["LastModified"]).total_seconds() >= max_age for p in parts.get("Parts", [])
+            )
+
+        with self._errors(prefix or None):
+            paginator = s3.get_paginator("list_multipart_uploads")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+                for up in page.get("Uploads", []):
+                    try:  # NoSuchUpload: completed or aborted meanwhile
+                        if idle(up):
+                            s3.abort_multipart_upload(
+                                Bucket=self.bucket, Key=up["Key"], UploadId=up["UploadId"]
+                            )
+                            removed += 1
+                    except s3.exceptions.NoSuchUpload:
+                        continue
+        return removed
 
     def delete(self, key: str) -> None:
         k = self._key(key)

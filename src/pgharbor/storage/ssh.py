@@ -17,7 +17,6 @@ import errno
 import getpass
 import os
 import posixpath
-import secrets
 import stat as st
 import threading
 import time
@@ -42,7 +41,14 @@ from pgharbor.errors import (
     StorageUnavailable,
     UsageError,
 )
-from pgharbor.storage.base import TMP_MARK, ObjectInfo, check_key
+from pgharbor.storage.base import (
+    ABANDONED_AFTER,
+    TMP_MARK,
+    ObjectInfo,
+    abandoned,
+    check_key,
+    tmp_name,
+)
 
 T = TypeVar("T")
 OPTIONS = ("key_file", "known_hosts", "timeout")
@@ -452,7 +458,7 @@ class SSHStorage:
             self._makedirs(sftp, folder)
             if not overwrite and sftp.attrs(path) is not None:
                 raise exists
-            tmp = f"{folder}/{TMP_MARK}{name}.{os.getpid()}.{secrets.token_hex(4)}"
+            tmp = f"{folder}/{tmp_name(name)}"
             tmps.append(tmp)
             renamed = link = False
             try:
@@ -527,6 +533,36 @@ class SSHStorage:
             return sorted(found, key=lambda o: o.key)
 
         return iter(self._run(prefix, op))
+
+    def sweep(self, prefix: str, max_age: float = ABANDONED_AFTER) -> int:
+        def op(sftp: _SFTP) -> int:
+            if not sftp.isdir(self.root):
+                raise self._root_missing()
+            removed, now = 0, time.time()
+            folder = prefix.rpartition("/")[0]
+            todo = [folder]
+            while todo:
+                rel = todo.pop()
+                path = f"{self.root}/{rel}" if rel else self.root
+                if rel and rel == folder and not sftp.isdir(path):
+                    continue
+                for e in sftp.listdir_attr(path):
+                    fn, mode = e.filename, e.st_mode or 0
+                    name = f"{rel}/{fn}" if rel else fn
+                    if st.S_ISDIR(mode) and (name + "/").startswith(prefix[: len(name) + 1]):
+                        todo.append(name)
+                    elif fn.startswith(TMP_MARK):
+                        key = f"{rel}/{fn[len(TMP_MARK) :]}" if rel else fn[len(TMP_MARK) :]
+                        # the server's clock dates the file: ages are only compared with
+                        # max_age, far longer than any plausible clock skew
+                        age = now - (e.st_mtime or now)
+                        if key.startswith(prefix) and abandoned(fn, age, max_age):
+                            with suppress(FileNotFoundError):
+                                sftp.remove(f"{path}/{fn}")
+                            removed += 1
+            return removed
+
+        return self._run(prefix, op)
 
     def delete(self, key: str) -> None:
         path = self._path(key)
