@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from pgharbor.backup.chunkmap import chunks_of
 from pgharbor.backup.chunks import ChunkStore
-from pgharbor.backup.manifest import BackupManifest, manifest_key
+from pgharbor.backup.manifest import BackupManifest, FileEntry, manifest_key
 from pgharbor.storage import open_storage
 from tests.fixtures.harbor import Harbor
 from tests.fixtures.postgres import PgCluster, PgFactory, server_dir
@@ -31,6 +32,14 @@ def _store(root: Path) -> ChunkStore:
 
 def _manifest(root: Path, backup_id: str) -> BackupManifest:
     return BackupManifest.unseal((root / manifest_key("c1", backup_id)).read_bytes())
+
+
+def _chunk_ids(root: Path, m: BackupManifest, f: FileEntry | None = None) -> list[bytes]:
+    """A file's chunk ids (every chunk of the backup without f), from its chunk map."""
+    ids = m.chunkmap(lambda key: (root / key).read_bytes(), None)
+    if f is None:
+        return list(ids)
+    return ids.ids(f.first_chunk, chunks_of(f.size, m.chunk_size))
 
 
 def _setup(harbor: Harbor, pg: PgCluster, *targets: str) -> list[Path]:
@@ -78,7 +87,8 @@ def test_corrupt_chunk_falls_back_then_fails_clearly(
     m = _manifest(t1, str(b["id"]))
     victim = next(f for f in m.files if f.type == "f" and f.size > 100_000)
     store = _store(t1)
-    loc = store.index[bytes.fromhex(victim.chunks[0])]
+    first = _chunk_ids(t1, m, victim)[0]
+    loc = store.index[first]
     pack = t1 / "chunks" / "packs" / loc.pack[:2] / loc.pack
     data = bytearray(pack.read_bytes())
     data[loc.offset + loc.length // 2] ^= 0xFF
@@ -94,7 +104,7 @@ def test_corrupt_chunk_falls_back_then_fails_clearly(
     restored.stop()
 
     store2 = _store(t2)
-    loc2 = store2.index[bytes.fromhex(victim.chunks[0])]
+    loc2 = store2.index[first]
     (t2 / "chunks" / "packs" / loc2.pack[:2] / loc2.pack).write_bytes(b"")  # gone bad too
     dest2 = server_dir(workdir / "r2") / "data"
     line = harbor.fails("restore", "c1", "--pgdata", str(dest2))
@@ -111,18 +121,21 @@ def test_delete_frees_exactly_the_unshared_chunks(harbor: Harbor, pg_cluster: Pg
     pg_cluster.execute("DROP TABLE a")
     pg_cluster.execute("CHECKPOINT")
     b2 = str(_backup(harbor)["id"])
-    used1, used2 = _manifest(t1, b1).chunk_ids(), _manifest(t1, b2).chunk_ids()
+    used1 = set(_chunk_ids(t1, _manifest(t1, b1)))
+    used2 = set(_chunk_ids(t1, _manifest(t1, b2)))
     assert used1 - used2 and used1 & used2  # some shared, some not
     assert set(_store(t1).index) == used1 | used2
 
     out = harbor.run("backup", "delete", "c1", b1).stdout
     assert f"{len(used1 - used2)} chunks freed" in out
     assert set(_store(t1).index) == used2  # exactly b2's chunks remain
-    assert not (t1 / manifest_key("c1", b1)).exists()
+    assert not (t1 / "c1" / "backups" / b1).exists() or not any(
+        p.is_file() for p in (t1 / "c1" / "backups" / b1).rglob("*")
+    )  # manifest and chunk map gone
     assert [b["id"] for b in harbor.json("backup", "list", "c1")] == [b2]
 
     harbor.run("backup", "delete", "c1", b2)
-    assert _store(t1).index == {}
+    assert len(_store(t1).index) == 0
     assert list((t1 / "chunks" / "packs").rglob("*.*")) == [] and not any(
         p.is_file() for p in (t1 / "chunks" / "packs").rglob("*")
     )
@@ -140,7 +153,8 @@ def test_failed_backup_is_never_usable(
     assert "was not archived within 3 s" in line
     (b,) = harbor.json("backup", "list", "c1")
     assert b["status"] == "failed" and "not archived" in b["error"]
-    assert not (t1 / manifest_key("c1", str(b["id"]))).exists()
+    folder = t1 / "c1" / "backups" / str(b["id"])
+    assert not [p for p in folder.rglob("*") if p.is_file()]  # no manifest, no chunk map
     assert not list((t1 / "chunks" / "refs").rglob("*")) or all(
         p.is_dir() for p in (t1 / "chunks" / "refs").rglob("*")
     )
@@ -149,7 +163,7 @@ def test_failed_backup_is_never_usable(
     assert not dest.exists() or not any(dest.iterdir())
     # the failed backup can be deleted; its orphan chunks are collected
     harbor.run("backup", "delete", "c1", str(b["id"]))
-    assert _store(t1).index == {}
+    assert len(_store(t1).index) == 0
 
 
 def test_tablespace_backup_and_restore_with_map(

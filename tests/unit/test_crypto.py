@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from pgharbor import crypto, envelope
+from pgharbor.backup.chunkmap import ChunkMapWriter, Identity, part_key
 from pgharbor.backup.chunks import ChunkCodec, ChunkStore, EncryptedChunkCodec, ref_key
 from pgharbor.backup.delete import live_chunks
 from pgharbor.backup.manifest import BackupManifest, FileEntry, manifest_key
@@ -304,17 +305,22 @@ def test_manifest_encrypted_and_gc_needs_the_keys(tmp_path: Path) -> None:
         label="x",
         pg_version_num=150000,
         chunk_size=65536,
-        files=[FileEntry("base/16384/secret_table_file", "f", 0o600, 5, chunks=["ab" * 32])],
+        chunk_count=1,
+        files=[FileEntry("base/16384/secret_table_file", "f", 0o600, 5, first_chunk=0)],
     )
     blob = m.seal(keys)
     assert b"secret_table_file" not in blob and b"base/16384" not in blob
     assert BackupManifest.unseal(blob, keys).files == m.files
     storage = MemoryStorage(f"memory://t-{secrets.token_hex(4)}")
+    ids = ChunkMapWriter([storage], Identity("c1", "id-1", "42", m.id), keys)
+    ids.append(bytes.fromhex("ab" * 32))
+    ids.close()
+    assert bytes.fromhex("ab" * 32) not in storage.get(part_key("c1", m.id, 0))
     storage.put(manifest_key("c1", m.id), blob)
     storage.put(ref_key("c1", m.id), m.id.encode())
     with pytest.raises(EncryptionError, match="chunks were not collected"):
         live_chunks(storage)
-    assert live_chunks(storage, lambda cluster: keys) == {bytes.fromhex("ab" * 32)}
+    assert set(live_chunks(storage, lambda cluster: keys)) == {bytes.fromhex("ab" * 32)}
 
 
 def test_codec_for_cluster(tmp_path: Path) -> None:

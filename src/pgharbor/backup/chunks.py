@@ -20,11 +20,11 @@ import hashlib
 import json
 import logging
 import secrets
-from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 
 from pgharbor import crypto
+from pgharbor.backup.chunkdb import ChunkIndex, Location
 from pgharbor.envelope import zstd  # zstandard, loaded as the archive path loads it
 from pgharbor.errors import EncryptionError, IntegrityError, ObjectNotFound, StorageError
 from pgharbor.settings import Settings
@@ -37,14 +37,6 @@ INDEX_FORMAT = "pgharbor-chunk-index/1"
 _NONE, _ZSTD, _AES = 0, 1, 2
 _HEAD = 1 + crypto.KEY_ID_BYTES  # an encrypted chunk's type byte and key id
 _TAG = 16  # AES-GCM's authentication tag
-
-
-@dataclass(frozen=True)
-class Location:
-    pack: str
-    offset: int
-    length: int
-    size: int  # raw size
 
 
 class ChunkCodec:
@@ -201,7 +193,7 @@ class ChunkStore:
         self.storage = storage
         self.codec = codec or ChunkCodec()
         self.pack_size = pack_size
-        self.index: dict[bytes, Location] = {}
+        self.index = ChunkIndex()  # on local disk: see chunkdb
         self._open = _OpenPack()
         self.new_bytes = 0
         self.new_chunks = 0
@@ -212,10 +204,12 @@ class ChunkStore:
         for obj in self.storage.list("chunks/index/"):
             pack = obj.key.rsplit("/", 1)[1]
             try:
-                for cid, loc in self._read_index(pack):
-                    self.index.setdefault(cid, loc)
+                self.index.add_many(self._read_index(pack))
             except ObjectNotFound:
                 continue  # removed by a concurrent GC
+
+    def close(self) -> None:
+        self.index.close()
 
     def _read_index(self, pack: str) -> list[tuple[bytes, Location]]:
         zstandard = zstd()
@@ -237,7 +231,7 @@ class ChunkStore:
         if cid in self.index:
             return 0
         p = self._open
-        self.index[cid] = Location(p.id, p.size, len(blob), size)
+        self.index.add(cid, Location(p.id, p.size, len(blob), size))
         p.entries.append((cid, p.size, len(blob), size))
         p.parts.append(blob)
         p.size += len(blob)
@@ -275,25 +269,30 @@ class ChunkStore:
         loc = self.index.get(cid)
         if loc is None:
             raise ObjectNotFound(f"{self.storage.url}: chunk {cid.hex()[:16]}… is not in the store")
-        blob = self.storage.get_range(pack_key(loc.pack), loc.offset, loc.length)
+        return self.unpack(
+            cid, loc, self.storage.get_range(pack_key(loc.pack), loc.offset, loc.length)
+        )
+
+    def unpack(self, cid: bytes, loc: Location, blob: bytes | memoryview) -> bytes:
+        """The raw bytes of the chunk stored as ``blob`` at ``loc``, verified against its id."""
         if len(blob) != loc.length:
             raise IntegrityError(f"{self.storage.url}: chunk {cid.hex()[:16]}… is truncated")
+        blob = bytes(blob)
         raw = self.codec.decode(blob, loc.size)
         if len(raw) != loc.size or not self.codec.verify(raw, cid, blob):
             raise IntegrityError(f"{self.storage.url}: chunk {cid.hex()[:16]}… fails its checksum")
         return raw
 
     # -- garbage collection ----------------------------------------------------------
-    def gc(self, live: Iterable[bytes]) -> GcStats:
-        """Free every chunk not in ``live``: delete dead packs, rewrite mixed ones."""
-        live_set = set(live)
+    def gc(self, live: Container[bytes]) -> GcStats:
+        """Free every chunk not in ``live``: delete dead packs, rewrite mixed ones. One pack
+        at a time (live is on disk, see chunkdb): memory does not grow with the store.
+        The index is not reloaded: load() again before using this store further."""
         stats = GcStats()
-        packs: dict[str, list[tuple[bytes, Location]]] = defaultdict(list)
-        for obj in self.storage.list("chunks/index/"):
-            pack = obj.key.rsplit("/", 1)[1]
-            packs[pack] = self._read_index(pack)
-        for pack, entries in sorted(packs.items()):
-            keep = [(c, loc) for c, loc in entries if c in live_set]
+        packs = [obj.key.rsplit("/", 1)[1] for obj in self.storage.list("chunks/index/")]
+        for pack in packs:
+            entries = self._read_index(pack)
+            keep = [(c, loc) for c, loc in entries if c in live]
             dead = len(entries) - len(keep)
             if not dead:
                 continue
@@ -305,9 +304,9 @@ class ChunkStore:
             self.storage.delete(index_key(pack))
             self.storage.delete(pack_key(pack))
             stats.chunks_freed += dead
-            stats.bytes_freed += sum(loc.length for c, loc in entries if c not in live_set)
+            stats.bytes_freed += sum(loc.length for c, loc in entries if c not in live)
             log.info("pack %s: %d of %d chunks freed", pack, dead, len(entries))
-        self.load()
+        self.index.clear()
         return stats
 
     def _rewrite(self, old: str, keep: list[tuple[bytes, Location]]) -> None:

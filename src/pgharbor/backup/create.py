@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO
 
+from pgharbor.backup.chunkmap import ChunkMapWriter, Identity, delete_backup_objects
 from pgharbor.backup.chunks import ChunkCodec, ChunkStore, ref_key
 from pgharbor.backup.manifest import (
     BackupManifest,
@@ -71,10 +72,13 @@ Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 class _Streamer:
     """Cuts tar members into chunks, encodes them on worker threads, stores them in order."""
 
-    def __init__(self, stores: list[TargetStore], codec: ChunkCodec, workers: int) -> None:
-        self.stores, self.codec = stores, codec
+    def __init__(
+        self, stores: list[TargetStore], codec: ChunkCodec, workers: int, ids: ChunkMapWriter
+    ) -> None:
+        self.stores, self.codec, self.ids = stores, codec, ids
+        self.queued = 0  # chunk ids handed to the window so far: the next one's position
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chunk")
-        self.window: deque[tuple[FileEntry, Future[tuple[bytes, int, bytes | None]]]] = deque()
+        self.window: deque[Future[tuple[bytes, int, bytes | None]]] = deque()
         self.limit = workers * 4
         self.logical = 0
 
@@ -84,14 +88,13 @@ class _Streamer:
         return cid, len(block), self.codec.encode(block) if needed else None
 
     def _settle(self) -> None:
-        entry, fut = self.window.popleft()
-        cid, size, blob = fut.result()
+        cid, size, blob = self.window.popleft().result()
         for t in self.stores:
             if not t.store.has(cid):
                 # stores only gain chunks: one missing now was missing when it was hashed
                 assert blob is not None
                 t.store.add(cid, size, blob)
-        entry.chunks.append(cid.hex())
+        self.ids.append(cid)
 
     def archive(
         self, stream: IO[bytes], progress: Progress, done: list[int], total: int
@@ -110,13 +113,14 @@ class _Streamer:
                 elif member.issym():
                     entry.type, entry.link = "l", member.linkname
                 elif member.isfile():
-                    entry.size = member.size
+                    entry.size, entry.first_chunk = member.size, self.queued
                     src = tf.extractfile(member)
                     assert src is not None
                     digest = hashlib.sha256()
                     while block := src.read(CHUNK_SIZE):
                         digest.update(block)
-                        self.window.append((entry, self.pool.submit(self._prepare, block)))
+                        self.window.append(self.pool.submit(self._prepare, block))
+                        self.queued += 1
                         while len(self.window) > self.limit:
                             self._settle()
                         done[0] += len(block)
@@ -243,7 +247,12 @@ def create_backup(
             timeline=stream.start.timeline,
             pg_version_num=ident.version_num,
         )
-        streamer = _Streamer(stores, codec, workers or max(2, os.cpu_count() or 2))
+        ids = ChunkMapWriter(
+            [t.store.storage for t in stores],
+            Identity(cluster.name, cluster.id, cluster.system_identifier, backup_id),
+            codec.keys,
+        )
+        streamer = _Streamer(stores, codec, workers or max(2, os.cpu_count() or 2), ids)
         m = BackupManifest(
             id=backup_id,
             cluster=cluster.name,
@@ -266,6 +275,8 @@ def create_backup(
                     m.tablespaces.append(TablespaceEntry(archive.oid, archive.location, files))
         finally:
             stream.close()
+        ids.close()
+        m.chunk_count = ids.count
         assert stream.stop is not None
         m.stop_lsn, m.pg_manifest, m.logical_bytes = (
             stream.stop.lsn,
@@ -312,8 +323,8 @@ def create_backup(
             t.store.storage.put(manifest_key(cluster.name, backup_id), blob)
             t.store.storage.put(ref_key(cluster.name, backup_id), backup_id.encode())
             t.store.storage.delete(ref_key(cluster.name, backup_id, running=True))
-            repo.finish_copy(backup_id, t.id, "ok", t.store.new_bytes + len(blob))
-        stored = stores[0].store.new_bytes + len(blob)
+            repo.finish_copy(backup_id, t.id, "ok", t.store.new_bytes + ids.stored + len(blob))
+        stored = stores[0].store.new_bytes + ids.stored + len(blob)
         repo.update(backup_id, status="ok", stored_bytes=stored)
     except BaseException as exc:
         reason = (
@@ -330,11 +341,14 @@ def create_backup(
         finally:
             for t in stores:
                 with contextlib.suppress(PgharborError):
+                    delete_backup_objects(t.store.storage, cluster.name, backup_id)
                     t.store.storage.delete(ref_key(cluster.name, backup_id, running=True))
         raise
     finally:
         if streamer is not None:
             streamer.close()
+        for t in stores:
+            t.store.close()
     return BackupResult(
         backup_id,
         cluster.name,

@@ -8,11 +8,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pgharbor import crypto
+from pgharbor.backup.chunkdb import ChunkSet
+from pgharbor.backup.chunkmap import delete_backup_objects
 from pgharbor.backup.chunks import ChunkStore, GcStats, ref_key
 from pgharbor.backup.manifest import BackupManifest, manifest_key
 from pgharbor.catalog.backups import BackupRepo
 from pgharbor.catalog.repo import Catalog
-from pgharbor.errors import Conflict, EncryptionError, ObjectNotFound
+from pgharbor.errors import (
+    Conflict,
+    EncryptionError,
+    IntegrityError,
+    ObjectNotFound,
+    StorageError,
+)
 from pgharbor.settings import Settings
 from pgharbor.storage.base import Storage
 from pgharbor.storage.factory import open_storage
@@ -30,11 +38,12 @@ class DeleteResult:
 KeysFor = Callable[[str], "crypto.Keyring | None"]  # cluster name -> its keys on this target
 
 
-def live_chunks(storage: Storage, keys_for: KeysFor = lambda cluster: None) -> set[bytes]:
-    """Chunk ids used by any finished backup (of any cluster) on this target. Encrypted
-    manifests are read with their cluster's keys; one that cannot be read stops the
-    collection (EncryptionError): its chunks would otherwise be freed while in use."""
-    live: set[bytes] = set()
+def live_chunks(storage: Storage, keys_for: KeysFor = lambda cluster: None) -> ChunkSet:
+    """Chunk ids used by any finished backup (of any cluster) on this target, collected on
+    local disk (see chunkdb). Encrypted manifests are read with their cluster's keys; one
+    that cannot be read, or a chunk map part that is missing or damaged, stops the
+    collection: its chunks would otherwise be freed while in use."""
+    live = ChunkSet()
     running = []
     for obj in storage.list("chunks/refs/"):
         parts = obj.key.split("/")
@@ -42,8 +51,9 @@ def live_chunks(storage: Storage, keys_for: KeysFor = lambda cluster: None) -> s
         if ref.endswith(".running"):
             running.append(f"{cluster}/{ref.removesuffix('.running')}")
             continue
+        keys = keys_for(cluster)
         try:
-            m = BackupManifest.unseal(storage.get(manifest_key(cluster, ref)), keys_for(cluster))
+            m = BackupManifest.unseal(storage.get(manifest_key(cluster, ref)), keys)
         except ObjectNotFound:
             continue  # a manifest deleted just before its ref: nothing to keep
         except EncryptionError as exc:
@@ -52,7 +62,13 @@ def live_chunks(storage: Storage, keys_for: KeysFor = lambda cluster: None) -> s
                 f"{cluster}/{ref} cannot be read: {exc} (run backup delete again once it can)",
                 hint=exc.hint,
             ) from None
-        live |= m.chunk_ids()
+        try:
+            live.add_many(m.chunkmap(storage.get, keys))
+        except (StorageError, IntegrityError) as exc:
+            raise IntegrityError(
+                f"{storage.url}: chunks were not collected: the chunk map of backup "
+                f"{cluster}/{ref} cannot be read: {exc}"
+            ) from None
     if running:
         raise Conflict(
             f"{storage.url}: backup(s) {', '.join(running)} are being written; chunks were "
@@ -88,9 +104,14 @@ def delete_backup(
         storage = open_storage(target.url, settings.target_options(name))
         storage.delete(ref_key(cluster.name, backup.id))
         storage.delete(ref_key(cluster.name, backup.id, running=True))
-        storage.delete(manifest_key(cluster.name, backup.id))
+        delete_backup_objects(storage, cluster.name, backup.id)
         live = live_chunks(storage, functools.partial(_keys, settings, name))
-        result.gc[name] = ChunkStore(storage).gc(live)
+        store = ChunkStore(storage)
+        try:
+            result.gc[name] = store.gc(live)
+        finally:
+            store.close()
+            live.close()
         log.info("target %s: %s", name, result.gc[name])
     repo.delete(backup.id)
     return result

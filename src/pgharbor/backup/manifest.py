@@ -1,25 +1,28 @@
-"""A backup's manifest: every file of every tablespace with its chunks, the backup's
-position in WAL, and PostgreSQL's own backup_manifest. Stored (as an envelope, so it is
+"""A backup's manifest: every file of every tablespace with where its chunk ids start in
+the backup's chunk map (see chunkmap), the backup's position in WAL, and PostgreSQL's own
+backup_manifest. Stored (as an envelope, so it is
 self-describing and checksummed, and encrypted when the cluster has a key: file names and
 sizes are not for the target to see) at ``<cluster>/backups/<id>/manifest`` on each target."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pgharbor import envelope
+from pgharbor.backup.chunkmap import ChunkMapReader, backup_prefix
 from pgharbor.errors import IntegrityError
 
 if TYPE_CHECKING:
     from pgharbor.crypto import Keyring
 
-FORMAT = "pgharbor-backup/1"
+FORMAT = "pgharbor-backup/2"
 
 
 def manifest_key(cluster: str, backup_id: str) -> str:
-    return f"{cluster}/backups/{backup_id}/manifest"
+    return f"{backup_prefix(cluster, backup_id)}manifest"
 
 
 @dataclass
@@ -31,7 +34,7 @@ class FileEntry:
     mtime: int = 0
     link: str | None = None
     sha256: str | None = None
-    chunks: list[str] = field(default_factory=list)  # chunk ids (hex), in order
+    first_chunk: int = 0  # its ids: chunk map [first_chunk, first_chunk + chunks_of(size))
 
 
 @dataclass
@@ -59,6 +62,7 @@ class BackupManifest:
     wal_start: str = ""
     wal_stop: str = ""
     logical_bytes: int = 0
+    chunk_count: int = 0  # ids in the chunk map
     files: list[FileEntry] = field(default_factory=list)  # the data directory
     tablespaces: list[TablespaceEntry] = field(default_factory=list)
     pg_manifest: str = ""
@@ -67,8 +71,9 @@ class BackupManifest:
     def all_files(self) -> list[FileEntry]:
         return self.files + [f for t in self.tablespaces for f in t.files]
 
-    def chunk_ids(self) -> set[bytes]:
-        return {bytes.fromhex(c) for f in self.all_files() for c in f.chunks}
+    def chunkmap(self, fetch: Callable[[str], bytes], keys: Keyring | None) -> ChunkMapReader:
+        """The backup's chunk ids, read part by part through fetch(key)."""
+        return ChunkMapReader(fetch, self.cluster, self.id, self.chunk_count, keys)
 
     def seal(self, keys: Keyring | None = None) -> bytes:
         data = json.dumps(asdict(self), separators=(",", ":")).encode()

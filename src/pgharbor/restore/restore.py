@@ -175,13 +175,16 @@ def restore(
                 f"tablespace folder {location} is not empty",
                 hint="map it elsewhere with --tablespace-map OLD=NEW, or use --delta",
             )
-    writer = Writer(source, codec, m.chunk_size, delta, progress, m.logical_bytes)
+    writer = Writer(
+        source, source.chunkmap(m), codec, m.chunk_size, delta, progress, m.logical_bytes
+    )
     try:
         keep = writer.tree(pgdata, m.files)
         trees = {t.oid: writer.tree(locations[t.oid], t.files) for t in m.tablespaces}
         writer.finish()
     finally:
         writer.abort()
+        source.close()
     removed = _remove_extra(pgdata, keep | {pgdata / "pg_tblspc"}) if delta else 0
     lines = []
     for t in m.tablespaces:

@@ -1,5 +1,6 @@
-"""Where a restore reads from: the backup's manifest and chunks, from the placements
-that hold it in priority order, falling back per chunk when one is missing or corrupt."""
+"""Where a restore reads from: the backup's manifest, chunk map and chunks, from the
+placements that hold it in priority order, falling back per chunk when one is missing or
+corrupt. Chunks are read in runs: neighbours in one pack come in one ranged read."""
 
 from __future__ import annotations
 
@@ -7,12 +8,20 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
-from pgharbor.backup.chunks import ChunkCodec, ChunkStore
+from pgharbor import envelope
+from pgharbor.backup.chunkdb import Location
+from pgharbor.backup.chunkmap import ChunkMapReader
+from pgharbor.backup.chunks import ChunkCodec, ChunkStore, pack_key
 from pgharbor.backup.manifest import BackupManifest, manifest_key
 from pgharbor.errors import IntegrityError, PgharborError, StorageError
 from pgharbor.storage.base import Storage
 
 log = logging.getLogger(__name__)
+
+# A run: one ranged read of a pack. Chunks at most MAX_GAP apart share one (reading the
+# gap costs less than another request), up to MAX_RUN bytes: the memory a worker holds.
+MAX_GAP = 256 * 1024
+MAX_RUN = 4 * 1024 * 1024
 
 
 @dataclass
@@ -20,15 +29,47 @@ class _Source:
     name: str
     store: ChunkStore
     loaded: bool = False
+    broken: str | None = None  # why its index could not be loaded
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def ready(self) -> ChunkStore:
         """The store with its index loaded (once, even when many threads ask at once)."""
         with self.lock:
+            if self.broken is not None:
+                raise StorageError(self.broken)
             if not self.loaded:
-                self.store.load()
+                try:
+                    self.store.load()
+                except (StorageError, IntegrityError) as exc:
+                    self.broken = str(exc)
+                    raise
                 self.loaded = True
         return self.store
+
+
+@dataclass
+class Wanted:
+    """A chunk to read, and what to tell when it cannot be."""
+
+    cid: bytes
+    path: str
+
+
+@dataclass
+class Run:
+    """Chunks of one pack of one source, read with one ranged request."""
+
+    source: _Source
+    pack: str
+    items: list[tuple[Wanted, Location]]
+
+    @property
+    def start(self) -> int:
+        return self.items[0][1].offset
+
+    @property
+    def end(self) -> int:
+        return max(loc.offset + loc.length for _, loc in self.items)
 
 
 class BackupSource:
@@ -37,8 +78,13 @@ class BackupSource:
     ) -> None:
         if not storages:
             raise PgharborError("no target holds this backup")
+        self.codec = codec
         self.sources = [_Source(n, ChunkStore(s, codec)) for n, s in storages]
         self.fallbacks: list[str] = []
+
+    def close(self) -> None:
+        for src in self.sources:
+            src.store.close()
 
     def manifest(self, cluster: str, backup_id: str) -> BackupManifest:
         problems = []
@@ -50,6 +96,72 @@ class BackupSource:
             except (StorageError, IntegrityError) as exc:
                 problems.append(f"{src.name}: {exc}")
         raise PgharborError(f"backup {backup_id}: no readable manifest: " + "; ".join(problems))
+
+    def chunkmap(self, m: BackupManifest) -> ChunkMapReader:
+        """The backup's chunk ids; each part from the first placement that has it whole."""
+        keys = self.sources[0].store.codec.keys
+
+        def fetch(key: str) -> bytes:
+            problems = []
+            for src in self.sources:
+                try:
+                    blob = src.store.storage.get(key)
+                    envelope.unseal(blob, keys)  # whole and ours, or try the next placement
+                    return blob
+                except (StorageError, IntegrityError) as exc:
+                    problems.append(f"{src.name}: {exc}")
+            raise IntegrityError(f"{key}: no good copy on any target: " + "; ".join(problems))
+
+        return m.chunkmap(fetch, keys)
+
+    def runs(self, wanted: list[Wanted]) -> tuple[list[Run], list[Wanted]]:
+        """Group chunks into runs on the first source whose index has them; the chunks no
+        index has (second list) are read one by one, with fallback."""
+        by_pack: dict[tuple[int, str], list[tuple[Wanted, Location]]] = {}
+        alone: list[Wanted] = []
+        for w in wanted:
+            for i, src in enumerate(self.sources):
+                try:
+                    loc = src.ready().index.get(w.cid)
+                except (StorageError, IntegrityError):
+                    continue
+                if loc is not None:
+                    by_pack.setdefault((i, loc.pack), []).append((w, loc))
+                    break
+            else:
+                alone.append(w)
+        runs: list[Run] = []
+        for (i, pack), items in by_pack.items():
+            items.sort(key=lambda it: it[1].offset)
+            run = Run(self.sources[i], pack, [items[0]])
+            for item in items[1:]:
+                loc = item[1]
+                if loc.offset - run.end > MAX_GAP or loc.offset + loc.length - run.start > MAX_RUN:
+                    runs.append(run)
+                    run = Run(self.sources[i], pack, [])
+                run.items.append(item)
+            runs.append(run)
+        return runs, alone
+
+    def read_run(self, run: Run) -> list[tuple[Wanted, bytes]]:
+        """Every chunk of the run, verified; one that is bad there comes from elsewhere."""
+        store = run.source.store
+        try:
+            data = memoryview(
+                store.storage.get_range(pack_key(run.pack), run.start, run.end - run.start)
+            )
+        except (StorageError, IntegrityError) as exc:
+            log.warning("%s: pack %s: %s", run.source.name, run.pack, exc)
+            data = memoryview(b"")
+        out: list[tuple[Wanted, bytes]] = []
+        for w, loc in run.items:
+            at = loc.offset - run.start
+            try:
+                raw = store.unpack(w.cid, loc, data[at : at + loc.length])
+            except (StorageError, IntegrityError):
+                raw = self.chunk(w.cid, w.path)
+            out.append((w, raw))
+        return out
 
     def chunk(self, cid: bytes, path: str) -> bytes:
         problems = []

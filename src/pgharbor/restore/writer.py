@@ -1,22 +1,28 @@
-"""Writing a backup's files into place. Chunks are fetched, decoded and verified on
-worker threads (network, zstd and hashing release the GIL) within a bounded window, and
-written straight to their offset in the final file: no temporary copy, memory bounded
-by the window, not by the database."""
+"""Writing a backup's files into place. The chunks of a batch of files are grouped into
+runs (neighbours in a pack: one ranged read), read, decoded, verified and written straight
+to their offsets in the final files on worker threads (I/O, zstd and hashing release the
+GIL): no temporary copy, and memory bounded by the batch and the runs in flight, not by
+the database. Chunk ids come from the backup's chunk map, one part at a time."""
 
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from pgharbor.backup.chunkmap import ChunkMapReader, chunks_of
 from pgharbor.backup.chunks import ChunkCodec
 from pgharbor.backup.manifest import FileEntry
-from pgharbor.restore.source import BackupSource
+from pgharbor.restore.source import BackupSource, Run, Wanted
 
 Progress = Callable[[int, int], None]
+BATCH_CHUNKS = 512  # chunks grouped into runs at once (32 MiB of data)
+MAX_OPEN = 256  # files open at once (many small files: well under the usual 1024 fds)
 
 
 @dataclass
@@ -36,10 +42,17 @@ class _Open:
             os.chmod(self.dest, self.mode)
 
 
+@dataclass
+class _Target(Wanted):
+    handle: _Open
+    offset: int
+
+
 class Writer:
     def __init__(
         self,
         source: BackupSource,
+        ids: ChunkMapReader,
         codec: ChunkCodec,
         chunk_size: int,
         delta: bool,
@@ -47,13 +60,17 @@ class Writer:
         total: int,
         workers: int | None = None,
     ) -> None:
-        self.source, self.codec, self.chunk_size, self.delta = source, codec, chunk_size, delta
+        self.source, self.ids, self.codec = source, ids, codec
+        self.chunk_size, self.delta = chunk_size, delta
         self.progress, self.total = progress, total
         self.done = self.written = self.unchanged = 0
         n = workers or max(2, (os.cpu_count() or 2) * 2)
         self.pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="restore")
-        self.window: deque[tuple[_Open, int, Future[bytes]]] = deque()
-        self.limit = n * 4
+        self.inflight: deque[Future[int]] = deque()
+        self.limit = n + 2
+        self.batch: list[_Target] = []
+        self.handles: list[_Open] = []
+        self.lock = threading.Lock()
 
     def tree(self, root: Path, files: list[FileEntry]) -> set[Path]:
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -73,15 +90,21 @@ class Writer:
         return made
 
     def file(self, dest: Path, f: FileEntry) -> None:
+        if len(self.handles) >= MAX_OPEN:
+            self._dispatch()
+            while self.inflight and len(self.handles) >= MAX_OPEN // 2:
+                self._settle()
         existing = self.delta and dest.is_file() and not dest.is_symlink()
         fd = os.open(dest, os.O_RDWR | os.O_CREAT | (0 if existing else os.O_TRUNC), 0o600)
         handle = _Open(fd, dest, f.mode & 0o777)
+        self.handles.append(handle)
         changed = not existing
         if existing and os.fstat(fd).st_size != f.size:
             os.ftruncate(fd, f.size)
             changed = True
-        for i, cid_hex in enumerate(f.chunks):
-            cid = bytes.fromhex(cid_hex)
+        elif not existing:
+            os.ftruncate(fd, f.size)  # sparse-safe: the size is right even for empty tails
+        for i, cid in enumerate(self.ids.ids(f.first_chunk, chunks_of(f.size, self.chunk_size))):
             offset = i * self.chunk_size
             if existing:
                 local = os.pread(fd, self.chunk_size, offset)
@@ -89,14 +112,16 @@ class Writer:
                     self._advance(len(local))
                     continue
             changed = True
-            handle.pending += 1
-            self.window.append((handle, offset, self.pool.submit(self.source.chunk, cid, f.path)))
-            while len(self.window) > self.limit:
-                self._settle()
-        if not existing:
-            os.ftruncate(fd, f.size)  # sparse-safe: the size is right even for empty tails
-        handle.queued_all = True
-        handle.maybe_close()
+            with self.lock:
+                handle.pending += 1
+            self.batch.append(_Target(cid, f.path, handle, offset))
+            if len(self.batch) >= BATCH_CHUNKS:
+                self._dispatch()
+        with self.lock:
+            handle.queued_all = True
+            handle.maybe_close()
+            if handle.fd < 0:
+                self.handles.remove(handle)
         if not changed:
             self.unchanged += 1
 
@@ -104,26 +129,61 @@ class Writer:
         self.done += n
         self.progress(self.done, self.total)
 
+    def _dispatch(self) -> None:
+        """Turn the batch into runs and hand them to the workers (at most limit in flight)."""
+        runs, alone = self.source.runs(list(self.batch))
+        self.batch = []
+        jobs: list[tuple[Callable[[Any], int], Run | Wanted]] = [(self._run, r) for r in runs]
+        jobs += [(self._one, w) for w in alone]
+        for fn, arg in jobs:
+            while len(self.inflight) >= self.limit:
+                self._settle()
+            self.inflight.append(self.pool.submit(fn, arg))
+
+    def _put(self, t: _Target, raw: bytes) -> None:
+        os.pwrite(t.handle.fd, raw, t.offset)
+        with self.lock:
+            t.handle.pending -= 1
+            t.handle.maybe_close()
+
+    def _run(self, run: Run) -> int:
+        written = 0
+        for w, raw in self.source.read_run(run):
+            assert isinstance(w, _Target)
+            self._put(w, raw)
+            written += len(raw)
+        return written
+
+    def _one(self, w: Wanted) -> int:
+        assert isinstance(w, _Target)
+        raw = self.source.chunk(w.cid, w.path)
+        self._put(w, raw)
+        return len(raw)
+
     def _settle(self) -> None:
-        handle, offset, fut = self.window.popleft()
-        raw = fut.result()
-        os.pwrite(handle.fd, raw, offset)
-        self.written += len(raw)
-        self._advance(len(raw))
-        handle.pending -= 1
-        handle.maybe_close()
+        n = self.inflight.popleft().result()
+        self.written += n
+        self._advance(n)
+        with self.lock:
+            self.handles = [h for h in self.handles if h.fd >= 0]
 
     def finish(self) -> None:
-        """Write everything still in flight; raises the first chunk error."""
-        while self.window:
+        """Write everything still queued or in flight; raises the first chunk error."""
+        if self.batch:
+            self._dispatch()
+        while self.inflight:
             self._settle()
 
     def abort(self) -> None:
         """Drop whatever is still in flight (after an error) and stop the workers."""
-        for handle, _offset, fut in self.window:
+        for fut in self.inflight:
             fut.cancel()
-            if handle.fd >= 0:
-                os.close(handle.fd)
-                handle.fd = -1
-        self.window.clear()
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.inflight.clear()
+        self.batch = []
+        with self.lock:
+            for handle in self.handles:
+                if handle.fd >= 0:
+                    os.close(handle.fd)
+                    handle.fd = -1
+        self.handles = []

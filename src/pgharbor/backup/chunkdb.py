@@ -1,0 +1,141 @@
+"""Chunk ids on local disk, so memory does not grow with the data.
+
+A backup asks, for every 64 KiB chunk of the database, whether the target already holds
+it; a restore asks where each chunk lies; a garbage collection needs the set of chunks
+that every backup on the target uses. Held in Python dicts and sets these cost ~200
+bytes per chunk: 3 MiB per GB of data, 3 GiB per TB. Here they live in a private,
+temporary SQLite database (SQLite's own: created in the temp folder, deleted when the
+connection closes) with a bounded page cache, so memory stays flat however large the
+database and the target are.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+CACHE_KIB = 8 * 1024  # SQLite page cache per table: the memory bound
+
+
+@dataclass(frozen=True)
+class Location:
+    pack: str
+    offset: int
+    length: int
+    size: int  # raw size
+
+
+class _TempDB:
+    """One private temporary database, shared by the threads of a backup or restore."""
+
+    def __init__(self, ddl: str) -> None:
+        # "" = a private temporary on-disk database, removed on close (see SQLite's docs)
+        self._db = sqlite3.connect("", check_same_thread=False, isolation_level=None)
+        for pragma in (
+            "journal_mode = OFF",
+            "synchronous = OFF",
+            f"cache_size = -{CACHE_KIB}",
+            "temp_store = FILE",
+        ):
+            self._db.execute(f"PRAGMA {pragma}")
+        self._db.execute(ddl)
+        self._lock = threading.Lock()
+
+    def _one(self, sql: str, args: tuple[object, ...] = ()) -> tuple[object, ...] | None:
+        with self._lock:
+            row: tuple[object, ...] | None = self._db.execute(sql, args).fetchone()
+            return row
+
+    def _many(self, sql: str, rows: Iterable[tuple[object, ...]]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(sql, rows)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _count(self, table: str) -> int:
+        row = self._one(f"SELECT count(*) FROM {table}")
+        return int(row[0]) if row else 0  # type: ignore[call-overload]
+
+    def _ids(self, table: str) -> Iterator[bytes]:
+        last = b""
+        while True:  # in batches, so no cursor stays open across other threads' calls
+            with self._lock:
+                batch = self._db.execute(
+                    f"SELECT cid FROM {table} WHERE cid > ? ORDER BY cid LIMIT 4096", (last,)
+                ).fetchall()
+            if not batch:
+                return
+            yield from (bytes(r[0]) for r in batch)
+            last = batch[-1][0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class ChunkIndex(_TempDB):
+    """chunk id -> Location, for every chunk of one target's store."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "CREATE TABLE loc (cid BLOB PRIMARY KEY, pack TEXT NOT NULL, off INTEGER NOT NULL,"
+            " len INTEGER NOT NULL, size INTEGER NOT NULL) WITHOUT ROWID"
+        )
+
+    def get(self, cid: bytes) -> Location | None:
+        row = self._one("SELECT pack, off, len, size FROM loc WHERE cid = ?", (cid,))
+        return None if row is None else Location(*row)  # type: ignore[arg-type]
+
+    def __getitem__(self, cid: bytes) -> Location:
+        loc = self.get(cid)
+        if loc is None:
+            raise KeyError(cid.hex())
+        return loc
+
+    def __contains__(self, cid: object) -> bool:
+        return self._one("SELECT 1 FROM loc WHERE cid = ?", (cid,)) is not None
+
+    def add(self, cid: bytes, loc: Location) -> None:
+        """Record loc unless the chunk is already known (the first location stays)."""
+        self.add_many([(cid, loc)])
+
+    def add_many(self, items: Iterable[tuple[bytes, Location]]) -> None:
+        self._many(
+            "INSERT OR IGNORE INTO loc VALUES (?, ?, ?, ?, ?)",
+            ((c, x.pack, x.offset, x.length, x.size) for c, x in items),
+        )
+
+    def clear(self) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM loc")
+
+    def __len__(self) -> int:
+        return self._count("loc")
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._ids("loc")
+
+
+class ChunkSet(_TempDB):
+    """A set of chunk ids: the ones the backups on a target use."""
+
+    def __init__(self) -> None:
+        super().__init__("CREATE TABLE ids (cid BLOB PRIMARY KEY) WITHOUT ROWID")
+
+    def add_many(self, cids: Iterable[bytes]) -> None:
+        self._many("INSERT OR IGNORE INTO ids VALUES (?)", ((c,) for c in cids))
+
+    def __contains__(self, cid: object) -> bool:
+        return self._one("SELECT 1 FROM ids WHERE cid = ?", (cid,)) is not None
+
+    def __len__(self) -> int:
+        return self._count("ids")
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._ids("ids")
