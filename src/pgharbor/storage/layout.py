@@ -3,6 +3,8 @@
 <cluster>/cluster.json                      descriptor (identity, written at placement)
 <cluster>/wal/<TTTTTTTTXXXXXXXX>/<name>      WAL segments, .partial, .backup
 <cluster>/wal/history/<TTTTTTTT>.history    timeline history files
+<cluster>/backups/<id>/...                  a backup (see backup.manifest, backup.chunkmap)
+chunks/...                                  the shared chunk store (see backup.chunks)
 """
 
 from __future__ import annotations
