@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-CACHE_KIB = 8 * 1024  # SQLite page cache per table: the memory bound
+CACHE_KIB = 2 * 1024  # SQLite page cache per database: the memory bound
 
 
 @dataclass(frozen=True)

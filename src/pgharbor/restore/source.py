@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from pgharbor import envelope
@@ -143,8 +144,10 @@ class BackupSource:
             runs.append(run)
         return runs, alone
 
-    def read_run(self, run: Run) -> list[tuple[Wanted, bytes]]:
-        """Every chunk of the run, verified; one that is bad there comes from elsewhere."""
+    def read_run(self, run: Run) -> Iterator[tuple[Wanted, bytes]]:
+        """Every chunk of the run, verified, one at a time (decoded, a run can be many times
+        its stored size: the caller writes each before the next is decoded). A chunk that
+        is bad there comes from elsewhere."""
         store = run.source.store
         try:
             data = memoryview(
@@ -153,15 +156,13 @@ class BackupSource:
         except (StorageError, IntegrityError) as exc:
             log.warning("%s: pack %s: %s", run.source.name, run.pack, exc)
             data = memoryview(b"")
-        out: list[tuple[Wanted, bytes]] = []
         for w, loc in run.items:
             at = loc.offset - run.start
             try:
                 raw = store.unpack(w.cid, loc, data[at : at + loc.length])
             except (StorageError, IntegrityError):
                 raw = self.chunk(w.cid, w.path)
-            out.append((w, raw))
-        return out
+            yield w, raw
 
     def chunk(self, cid: bytes, path: str) -> bytes:
         problems = []
