@@ -163,51 +163,49 @@ class FileStorage:
     def exists(self, key: str) -> bool:
         return self.stat(key) is not None
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+    def _walk(self, prefix: str) -> Iterator[tuple[str, str, str]]:
+        """(folder path, folder relative to the root, file name) for every file in the
+        folders that can hold keys starting with prefix, temporaries included."""
         if not os.path.isdir(self.root):
             raise StorageUnavailable(f"{self.url}: target root {self.root} does not exist")
-        # Walk only the folder that can contain the prefix.
-        folder = prefix.rpartition("/")[0]
+        folder = prefix.rpartition("/")[0]  # walk only the folder that can hold prefix
         start = os.path.join(self.root, folder) if folder else self.root
-        found: list[ObjectInfo] = []
         try:
             for dirpath, dirnames, filenames in os.walk(start):
                 dirnames.sort()
                 rel = os.path.relpath(dirpath, self.root)
                 for fn in filenames:
-                    if fn.startswith(TMP_MARK):
-                        continue
-                    key = fn if rel == "." else f"{rel}/{fn}"
-                    if key.startswith(prefix):
-                        found.append(ObjectInfo(key, os.stat(os.path.join(dirpath, fn)).st_size))
+                    yield dirpath, "" if rel == "." else rel, fn
+        except OSError as exc:
+            raise self._error(exc, prefix) from exc
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        found: list[ObjectInfo] = []
+        try:
+            for dirpath, rel, fn in self._walk(prefix):
+                key = f"{rel}/{fn}" if rel else fn
+                if not fn.startswith(TMP_MARK) and key.startswith(prefix):
+                    found.append(ObjectInfo(key, os.stat(os.path.join(dirpath, fn)).st_size))
         except OSError as exc:
             raise self._error(exc, prefix) from exc
         found.sort(key=lambda o: o.key)
         return iter(found)
 
     def sweep(self, prefix: str, max_age: float = ABANDONED_AFTER) -> int:
-        if not os.path.isdir(self.root):
-            raise StorageUnavailable(f"{self.url}: target root {self.root} does not exist")
-        folder = prefix.rpartition("/")[0]
-        start = os.path.join(self.root, folder) if folder else self.root
         now, removed = time.time(), 0
-        try:
-            for dirpath, _dirnames, filenames in os.walk(start):
-                rel = os.path.relpath(dirpath, self.root)
-                for fn in filenames:
-                    if not fn.startswith(TMP_MARK):
-                        continue
-                    key = fn[len(TMP_MARK) :] if rel == "." else f"{rel}/{fn[len(TMP_MARK) :]}"
-                    path = os.path.join(dirpath, fn)
-                    try:
-                        age = now - os.stat(path).st_mtime
-                        if key.startswith(prefix) and abandoned(fn, age, max_age):
-                            os.unlink(path)
-                            removed += 1
-                    except FileNotFoundError:
-                        continue  # its writer finished or another sweep took it
-        except OSError as exc:
-            raise self._error(exc, prefix) from exc
+        for dirpath, rel, fn in list(self._walk(prefix)):
+            key = f"{rel}/{fn[len(TMP_MARK) :]}" if rel else fn[len(TMP_MARK) :]
+            if not fn.startswith(TMP_MARK) or not key.startswith(prefix):
+                continue
+            path = os.path.join(dirpath, fn)
+            try:
+                if abandoned(fn, now - os.stat(path).st_mtime, max_age):
+                    os.unlink(path)
+                    removed += 1
+            except FileNotFoundError:
+                continue  # its writer finished or another sweep took it
+            except OSError as exc:
+                raise self._error(exc, key) from exc
         return removed
 
     def delete(self, key: str) -> None:

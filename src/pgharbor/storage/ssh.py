@@ -510,56 +510,58 @@ class SSHStorage:
     def exists(self, key: str) -> bool:
         return self.stat(key) is not None
 
+    def _walk(self, sftp: _SFTP, prefix: str) -> Iterator[tuple[str, Any]]:
+        """(folder relative to the root, entry) for every file in the folders that can
+        hold keys starting with prefix, temporaries included."""
+        if not sftp.isdir(self.root):
+            raise self._root_missing()
+        folder = prefix.rpartition("/")[0]  # walk only the folder that can hold prefix
+        todo = [folder]
+        while todo:
+            rel = todo.pop()
+            path = f"{self.root}/{rel}" if rel else self.root
+            if rel and rel == folder and not sftp.isdir(path):
+                continue
+            for e in sftp.listdir_attr(path):
+                name = f"{rel}/{e.filename}" if rel else e.filename
+                if st.S_ISDIR(e.st_mode or 0):
+                    if (name + "/").startswith(prefix[: len(name) + 1]):
+                        todo.append(name)
+                else:
+                    yield rel, e
+
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         def op(sftp: _SFTP) -> list[ObjectInfo]:
-            if not sftp.isdir(self.root):
-                raise self._root_missing()
             found: list[ObjectInfo] = []
-            folder = prefix.rpartition("/")[0]  # walk only the folder that can hold prefix
-            todo = [folder]
-            while todo:
-                rel = todo.pop()
-                path = f"{self.root}/{rel}" if rel else self.root
-                if rel and rel == folder and not sftp.isdir(path):
-                    continue
-                for e in sftp.listdir_attr(path):
-                    name, mode = f"{rel}/{e.filename}" if rel else e.filename, e.st_mode or 0
-                    if e.filename.startswith(TMP_MARK):
-                        continue
-                    if st.S_ISDIR(mode) and (name + "/").startswith(prefix[: len(name) + 1]):
-                        todo.append(name)
-                    elif st.S_ISREG(mode) and name.startswith(prefix):
-                        found.append(ObjectInfo(name, e.st_size or 0))
+            for rel, e in self._walk(sftp, prefix):
+                name = f"{rel}/{e.filename}" if rel else e.filename
+                if (
+                    not e.filename.startswith(TMP_MARK)
+                    and st.S_ISREG(e.st_mode or 0)
+                    and name.startswith(prefix)
+                ):
+                    found.append(ObjectInfo(name, e.st_size or 0))
             return sorted(found, key=lambda o: o.key)
 
         return iter(self._run(prefix, op))
 
     def sweep(self, prefix: str, max_age: float = ABANDONED_AFTER) -> int:
         def op(sftp: _SFTP) -> int:
-            if not sftp.isdir(self.root):
-                raise self._root_missing()
             removed, now = 0, time.time()
-            folder = prefix.rpartition("/")[0]
-            todo = [folder]
-            while todo:
-                rel = todo.pop()
-                path = f"{self.root}/{rel}" if rel else self.root
-                if rel and rel == folder and not sftp.isdir(path):
-                    continue
-                for e in sftp.listdir_attr(path):
-                    fn, mode = e.filename, e.st_mode or 0
-                    name = f"{rel}/{fn}" if rel else fn
-                    if st.S_ISDIR(mode) and (name + "/").startswith(prefix[: len(name) + 1]):
-                        todo.append(name)
-                    elif fn.startswith(TMP_MARK):
-                        key = f"{rel}/{fn[len(TMP_MARK) :]}" if rel else fn[len(TMP_MARK) :]
-                        # the server's clock dates the file: ages are only compared with
-                        # max_age, far longer than any plausible clock skew
-                        age = now - (e.st_mtime or now)
-                        if key.startswith(prefix) and abandoned(fn, age, max_age):
-                            with suppress(FileNotFoundError):
-                                sftp.remove(f"{path}/{fn}")
-                            removed += 1
+            for rel, e in list(self._walk(sftp, prefix)):
+                fn = e.filename
+                key = f"{rel}/{fn[len(TMP_MARK) :]}" if rel else fn[len(TMP_MARK) :]
+                # the server's clock dates the file: ages are only compared with max_age,
+                # far longer than any plausible clock skew
+                age = now - (e.st_mtime or now)
+                if (
+                    fn.startswith(TMP_MARK)
+                    and key.startswith(prefix)
+                    and abandoned(fn, age, max_age)
+                ):
+                    with suppress(FileNotFoundError):
+                        sftp.remove(f"{self.root}/{rel}/{fn}" if rel else f"{self.root}/{fn}")
+                    removed += 1
             return removed
 
         return self._run(prefix, op)
