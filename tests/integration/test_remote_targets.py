@@ -61,14 +61,7 @@ def test_archive_fetch_and_standby_through_ssh_and_s3(
     for name in sorted(archived):
         harbor.run("wal", "fetch", "c1", name, str(out / name))
         assert (out / name).read_bytes() == (ref / name).read_bytes()
-    standby = pg_factory.from_datadir(
-        backup,
-        "standby",
-        restore_command=f"{harbor.command()} wal fetch c1 %f %p",
-        archive_mode=False,
-    )
-    (backup / "standby.signal").touch()
-    standby.start()
+    standby = harbor.archive_standby(pg_factory, backup)
     standby.wait_until("replay", lambda: count_rows(standby, "t") == 5000, 120, standby.log_tail)
 
 

@@ -76,14 +76,7 @@ def test_standby_replays_from_the_archive(
     primary.wait_for_archived(last, timeout=120)
     expected = primary.sql_one("SELECT count(*) FROM t")
 
-    standby = pg_factory.from_datadir(
-        backup,
-        "standby",
-        restore_command=f"{harbor.command()} wal fetch c1 %f %p",
-        archive_mode=False,
-    )
-    (backup / "standby.signal").touch()
-    standby.start()
+    standby = harbor.archive_standby(pg_factory, backup)
     standby.wait_until(
         "replay of the archive",
         lambda: count_rows(standby, "t") == expected,
