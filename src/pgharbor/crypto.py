@@ -9,6 +9,7 @@ optionally per target (a target's key wins for what is written to that target)::
     encryption_key_file = "/etc/pgharbor/main.key"      # or encryption_key_env = "VAR"
     encryption_old_key_files = ["/etc/pgharbor/main-2025.key"]   # read only (rotation)
     encryption_old_key_envs = ["OLD_VAR"]                          # read only
+    encryption_required = true    # default: true when a current key is set (see below)
 
 From each master key HKDF-SHA256 derives independent sub-keys: an AES-256-GCM key for
 contents, an HMAC-SHA256 key for chunk ids (equal chunks dedup under one key, ids say
@@ -46,6 +47,7 @@ SETTINGS = (
     "encryption_key_env",
     "encryption_old_key_files",
     "encryption_old_key_envs",
+    "encryption_required",
 )
 _MAX_KEY_FILE = 4096
 _FORMAT_HINT = "pgharbor key generate FILE writes a new one"
@@ -110,22 +112,31 @@ def new_nonce() -> bytes:
 
 class Keyring(FrozenRecord):
     """The keys one cluster uses on one target: ``current`` encrypts what is written (None:
-    write unencrypted), every key in ``keys`` (current and old ones) decrypts."""
+    write unencrypted), every key in ``keys`` (current and old ones) decrypts. With
+    ``required``, anything read that is not encrypted is refused (a plaintext object
+    planted on a target is never handed over)."""
 
-    __slots__ = ("current", "keys", "setting")
+    __slots__ = ("current", "keys", "setting", "required")  # noqa: RUF023
     current: Final[Key | None]
     keys: Final[Mapping[str, Key]]
     setting: Final[str]
+    required: Final[bool]
 
     def __init__(
         self,
         current: Key | None,
         keys: Mapping[str, Key] | None = None,
         setting: str = "[clusters.NAME] encryption_key_file",
+        required: bool | None = None,
     ) -> None:
         self.current = current
         self.keys = {} if keys is None else keys
         self.setting = setting
+        # default: required once a key encrypts what is written
+        self.required = current is not None if required is None else required
+
+    def with_required(self, required: bool) -> Keyring:
+        return Keyring(self.current, self.keys, self.setting, required)
 
     def get(self, key_id: str, what: str) -> Key:
         key = self.keys.get(key_id)
@@ -140,8 +151,21 @@ class Keyring(FrozenRecord):
         return key
 
     def merged(self, other: Keyring) -> Keyring:
-        """Readable with the keys of both; writes with this one's current key."""
-        return Keyring(self.current or other.current, {**other.keys, **self.keys}, self.setting)
+        """Readable with the keys of both; writes with this one's current key; requires
+        encryption when either does."""
+        return Keyring(
+            self.current or other.current,
+            {**other.keys, **self.keys},
+            self.setting,
+            self.required or other.required,
+        )
+
+    def refuse_plaintext(self, what: str) -> IntegrityError:
+        return IntegrityError(
+            f"{what} is not encrypted, and encryption is required ({self.setting}): "
+            "refusing it (set encryption_required = false to read an archive from before "
+            "encryption was turned on)"
+        )
 
 
 def parse_key(text: bytes, source: str) -> bytes:
@@ -217,6 +241,13 @@ def _names(value: Any, setting: str) -> list[str]:
     raise ConfigError(f"{setting} must be a string or a list of strings")
 
 
+def _required(table: Mapping[str, Any], section: str) -> bool | None:
+    value = table.get("encryption_required")
+    if value is None or isinstance(value, bool):
+        return value
+    raise ConfigError(f"{section} encryption_required must be true or false, got {value!r}")
+
+
 def _table_ring(table: Mapping[str, Any], section: str) -> Keyring | None:
     unknown = sorted(k for k in table if k.startswith("encryption") and k not in SETTINGS)
     if unknown:
@@ -245,6 +276,8 @@ def _table_ring(table: Mapping[str, Any], section: str) -> Keyring | None:
         else:
             current = keys[0]
     if current is None and not old:
+        if table.get("encryption_required"):
+            raise ConfigError(f"{section}: encryption_required is set but no key is configured")
         return None
     ring = {k.id: k for k in old}
     if current is not None:
@@ -254,14 +287,24 @@ def _table_ring(table: Mapping[str, Any], section: str) -> Keyring | None:
 
 def keyring(settings: Settings, cluster: str, target: str | None = None) -> Keyring | None:
     """The keys of ``cluster`` on ``target``, or None when neither has any configured.
-    The target's key, when set, is the one written with; every key of both can read."""
-    own = _table_ring(settings.cluster_options(cluster), f"[clusters.{cluster}]")
+    The target's key, when set, is the one written with; every key of both can read.
+    Encryption is required (plaintext refused on read) when a current key is set, unless
+    ``encryption_required = false``; an explicit setting of the target wins over the
+    cluster's."""
+    cluster_table = settings.cluster_options(cluster)
+    own = _table_ring(cluster_table, f"[clusters.{cluster}]")
+    required = _required(cluster_table, f"[clusters.{cluster}]")
     if target is None:
-        return own
-    theirs = _table_ring(settings.targets.get(target, {}), f"[targets.{target}]")
-    if theirs is None or own is None:
-        return theirs or own
-    return theirs.merged(own)
+        ring = own
+    else:
+        target_table = settings.targets.get(target, {})
+        theirs = _table_ring(target_table, f"[targets.{target}]")
+        ring = theirs.merged(own) if theirs is not None and own is not None else theirs or own
+        explicit = _required(target_table, f"[targets.{target}]")
+        required = required if explicit is None else explicit
+    if ring is None or required is None:
+        return ring
+    return ring.with_required(required)
 
 
 def generate_key_file(path: str | os.PathLike[str]) -> Key:

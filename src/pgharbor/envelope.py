@@ -193,12 +193,19 @@ def compress(data: bytes | memoryview, algorithm: str, level: int) -> bytes:
 
 
 def decompress(payload: bytes, algorithm: str, size: int) -> bytes:
+    """The ``size`` original bytes of ``payload``. Never allocates more than ``size``
+    (plus a little): a zstd frame claiming a larger content size is refused, not trusted."""
     if algorithm == "none":
         return payload
     if algorithm != "zstd":
         raise IntegrityError(f"unknown compression {algorithm!r}")
     zstandard = zstd()
     try:
+        claimed = zstandard.frame_content_size(payload)
+        if claimed > size:
+            raise IntegrityError(
+                f"stored object is corrupt (its frame claims {claimed} bytes, not {size})"
+            )
         data: bytes = zstandard.ZstdDecompressor().decompress(payload, max_output_size=size)
     except zstandard.ZstdError as exc:
         raise IntegrityError(f"stored object is corrupt (does not decompress: {exc})") from None
@@ -240,18 +247,44 @@ def header_length(head: bytes) -> int:
     return PREFIX + int(n)
 
 
+# Largest original size any stored object may claim: WAL segments are at most 1 GiB,
+# chunk map parts 2 MiB; manifests grow with the number of files. Callers that know the
+# size to expect pass a tighter bound (wal fetch: the segment size).
+MAX_OBJECT_SIZE = 1 << 30
+_TEXT = ("kind", "name", "cluster", "cluster_id", "system_identifier", "sha256", "compression")
+_OPTIONAL_TEXT = ("encryption", "key_id", "nonce", "mac")
+
+
+def _check_fields(d: Any) -> dict[str, Any]:
+    """A header as stored: a JSON object whose fields have the types Meta declares (a
+    hostile or damaged header must fail here, as an IntegrityError, not deep inside)."""
+    if not isinstance(d, dict):
+        raise IntegrityError("object header is corrupt: not a JSON object")
+    for k in _TEXT:
+        if k in d and not isinstance(d[k], str):
+            raise IntegrityError(f"object header is corrupt: {k} is not a string")
+    for k in _OPTIONAL_TEXT:
+        if d.get(k) is not None and not isinstance(d[k], str):
+            raise IntegrityError(f"object header is corrupt: {k} is not a string")
+    if "size" in d:
+        size = d["size"]
+        if type(size) is not int or not 0 <= size <= MAX_OBJECT_SIZE:
+            raise IntegrityError(f"object header is corrupt: bad size {size!r}"[:200])
+    return d
+
+
 def read_meta(head: bytes) -> Meta:
     """Parse the header from the first bytes of an object (at least header_length())."""
     end = header_length(head)
     if len(head) < end:
         raise IntegrityError("object header is truncated")
     try:
-        d = fastjson.loads(head[PREFIX:end])
+        d = _check_fields(fastjson.loads(head[PREFIX:end]))
         if d.get("encryption") is not None:
             d.setdefault("compression", "")  # hidden in the ciphertext
         return Meta.from_dict(d)
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise IntegrityError(f"object header is corrupt: {exc}") from None
+    except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+        raise IntegrityError(f"object header is corrupt: {exc}"[:300]) from None
 
 
 def _no_key(meta: Meta, what: str) -> EncryptionError:
@@ -280,23 +313,32 @@ def _decrypt(meta: Meta, prefix: bytes, sealed: bytes, keys: Keyring | None) -> 
     inner = key.decrypt(nonce, sealed, prefix, meta.name)
     try:
         (n,) = _LEN.unpack_from(inner, 0)
-        d = fastjson.loads(inner[_LEN.size : _LEN.size + n])
-        meta = meta.replace(
-            size=int(d["size"]), sha256=str(d["sha256"]), compression=str(d["compression"])
-        )
-    except (struct.error, ValueError, TypeError, KeyError) as exc:
-        raise IntegrityError(f"{meta.name}: inner header is corrupt: {exc}") from None
+        d = _check_fields(fastjson.loads(inner[_LEN.size : _LEN.size + n]))
+        meta = meta.replace(size=d["size"], sha256=d["sha256"], compression=d["compression"])
+    except (struct.error, ValueError, TypeError, KeyError, RecursionError) as exc:
+        raise IntegrityError(f"{meta.name}: inner header is corrupt: {exc}"[:300]) from None
     return meta, inner[_LEN.size + n :]
 
 
-def unseal(blob: bytes, keys: Keyring | None = None) -> tuple[Meta, bytes]:
+def unseal(
+    blob: bytes, keys: Keyring | None = None, *, max_size: int = MAX_OBJECT_SIZE
+) -> tuple[Meta, bytes]:
     """Return the metadata and the verified original bytes of a stored object. An
-    encrypted one needs ``keys`` holding its key: EncryptionError otherwise."""
+    encrypted one needs ``keys`` holding its key: EncryptionError otherwise. A plaintext
+    one is refused when ``keys`` require encryption, and one claiming more than
+    ``max_size`` bytes is refused before anything is decompressed (IntegrityError)."""
     meta = read_meta(blob)
     end = header_length(blob)
     payload = blob[end:]
     if meta.encryption is not None:
         meta, payload = _decrypt(meta, blob[:end], payload, keys)
+    elif keys is not None and keys.required:
+        raise keys.refuse_plaintext(meta.name or "a stored object")
+    if meta.size > max_size:
+        raise IntegrityError(
+            f"{meta.name}: header claims {meta.size} bytes, more than the {max_size} "
+            "expected (stored object is corrupt)"
+        )
     data = decompress(payload, meta.compression, meta.size)
     if len(data) != meta.size or sha256(data) != meta.sha256:
         raise IntegrityError(f"{meta.name}: checksum mismatch (stored object is corrupt)")

@@ -18,11 +18,16 @@ class PgharborError(Exception):
         if hint is not None:
             self.hint = hint
 
-    def line(self) -> str:
-        msg = f"pgharbor: error: {self}"
+    @property
+    def message(self) -> str:
+        """The message with its hint, without the ``pgharbor: error:`` prefix."""
+        msg = str(self)
         if self.hint:
             msg += f" (hint: {self.hint})"
         return msg
+
+    def line(self) -> str:
+        return f"pgharbor: error: {self.message}"
 
 
 class UsageError(PgharborError):
@@ -51,6 +56,16 @@ class Conflict(PgharborError):
     """The request contradicts what is already recorded or stored."""
 
     code = 7
+
+
+class Busy(Conflict):
+    """Another operation holds what this one needs (a target's chunk store lease, a
+    running backup): nothing was changed; try again when it is done."""
+
+
+class LeaseLost(Conflict):
+    """This operation's lease expired or was taken over while it ran: it stopped before
+    relying on the exclusion any further."""
 
 
 class WalValidationError(PgharborError):

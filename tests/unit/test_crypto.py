@@ -219,9 +219,12 @@ def test_envelope_wrong_key_missing_key_and_plain_objects(tmp_path: Path) -> Non
     # an old key in the ring reads
     both = crypto.Keyring(k2.current, {**k1.keys, **k2.keys})
     assert envelope.unseal(blob, both)[1] == data
-    # an unencrypted object stays readable when a key is configured
+    # with a key configured, an unencrypted object is refused (encryption_required is on
+    # by default), unless encryption_required = false (an archive from before encryption)
     plain = envelope.seal(_meta(data, compression="none"), data)
-    assert envelope.unseal(plain, k1)[1] == data
+    with pytest.raises(IntegrityError, match="not encrypted, and encryption is required"):
+        envelope.unseal(plain, k1)
+    assert envelope.unseal(plain, k1.with_required(False))[1] == data
 
 
 def test_envelope_tampering_is_detected(tmp_path: Path) -> None:
@@ -290,7 +293,13 @@ def test_chunk_store_roundtrip_dedup_and_mixed(tmp_path: Path) -> None:
     reader.load()
     for raw in raws:
         assert reader.read(reader.codec.chunk_id(raw)) == raw
-    assert reader.read(plain_id) == old  # a backup from before encryption stays readable
+    # a plaintext chunk is refused while encryption is required (the default with a key),
+    # and readable with encryption_required = false (a backup from before encryption)
+    with pytest.raises(IntegrityError, match="not encrypted"):
+        reader.read(plain_id)
+    lenient = ChunkStore(storage, EncryptedChunkCodec(keys.with_required(False)))
+    lenient.load()
+    assert lenient.read(plain_id) == old
     for obj in storage.list(""):
         assert raws[0][:64] not in storage.get(obj.key)
 

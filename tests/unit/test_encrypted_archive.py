@@ -15,7 +15,7 @@ from pgharbor import crypto, envelope
 from pgharbor.archive.fetch import fetch
 from pgharbor.archive.push import push
 from pgharbor.entry import main as entry_main
-from pgharbor.errors import Conflict, EncryptionError, WalNotArchived
+from pgharbor.errors import Conflict, EncryptionError, StorageError, WalNotArchived
 from pgharbor.settings import Settings
 from tests.fixtures.catalogs import SYSID
 from tests.fixtures.walgen import segment
@@ -188,13 +188,26 @@ def test_turning_encryption_on_and_rotating_keys(env: Env, tmp_path: Path) -> No
     push(rotated, "c1", env.wal(SEGS[2], data[SEGS[2]]))
     ids = [header(stored(env, 0, n)).get("key_id") for n in SEGS[:3]]
     assert ids == [None, crypto.read_key_file(k1, "t").id, crypto.read_key_file(k2, "t").id]
+    # with a key set, encryption is required: the plaintext file from before is refused...
+    with pytest.raises(StorageError, match="not encrypted, and encryption is required"):
+        fetch(rotated, "c1", SEGS[0], str(env.tmp / "refused"))
+    assert not (env.tmp / "refused").exists()
+    # ...until the operator says the archive predates encryption
+    lenient = with_keys(
+        env,
+        {
+            "encryption_key_file": str(k2),
+            "encryption_old_key_files": [str(k1)],
+            "encryption_required": False,
+        },
+    )
     for n, d in data.items():  # everything stays readable with the rotated settings
         out = env.tmp / f"out-{n}"
-        fetch(rotated, "c1", n, str(out))
+        fetch(rotated if n != SEGS[0] else lenient, "c1", n, str(out))
         assert out.read_bytes() == d
     # re-pushing files stored before the rotation is recognised, whatever their key
     for n in SEGS[:2]:
-        r = push(rotated, "c1", env.wal(n, data[n]))
+        r = push(lenient, "c1", env.wal(n, data[n]))
         assert [o.status for o in r.outcomes] == ["present", "present"]
     # without the old key, the k1 copy cannot be compared: refused, never overwritten
     before = stored(env, 0, SEGS[1]).read_bytes()

@@ -186,7 +186,7 @@ def push_to(placement: Placement, key: str, sealer: _Sealer, settings: Settings)
                 try:
                     same = envelope.same_contents(found, meta.sha256, keys)
                 except EncryptionError as exc:
-                    reason = exc.line().removeprefix("pgharbor: error: ")
+                    reason = exc.message
                     return CopyOutcome(
                         placement.target, "conflict", detail=f"cannot compare: {reason}"
                     )

@@ -77,7 +77,7 @@ def sync(settings: Settings, cluster: str) -> SyncResult:
                     raise PgharborError(f"{name}: vanished from every source")
                 stored, new_rows, error = store_bytes(settings, ctx, wal, found[0], lacking)
             except PgharborError as exc:
-                result.failed.append(exc.line().removeprefix("pgharbor: error: "))
+                result.failed.append(exc.message)
                 continue
             rows += new_rows
             for o in stored.outcomes:
@@ -86,7 +86,7 @@ def sync(settings: Settings, cluster: str) -> SyncResult:
                 else:
                     result.failed.append(f"{name} -> {o.target}: {o.detail}")
             if error is not None and not stored.copies:
-                result.failed.append(error.line().removeprefix("pgharbor: error: "))
+                result.failed.append(error.message)
             if len(rows) >= 200:
                 session.record(rows)
                 rows = []

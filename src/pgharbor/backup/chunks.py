@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from pgharbor import crypto
 from pgharbor.backup.chunkdb import ChunkIndex, Location
-from pgharbor.envelope import zstd  # zstandard, loaded as the archive path loads it
+from pgharbor.envelope import decompress, zstd  # zstandard, as the archive path loads it
 from pgharbor.errors import EncryptionError, IntegrityError, ObjectNotFound, StorageError
 from pgharbor.settings import Settings
 from pgharbor.storage.base import Storage
@@ -33,6 +33,8 @@ from pgharbor.storage.base import Storage
 log = logging.getLogger(__name__)
 
 PACK_SIZE = 16 * 1024 * 1024
+MAX_CHUNK = 1024 * 1024  # chunks are 64 KiB; no index may make a read allocate more
+MAX_INDEX = 256 * 1024 * 1024  # the JSON index of one pack, decompressed
 INDEX_FORMAT = "pgharbor-chunk-index/1"
 _NONE, _ZSTD, _AES = 0, 1, 2
 _HEAD = 1 + crypto.KEY_ID_BYTES  # an encrypted chunk's type byte and key id
@@ -96,14 +98,12 @@ class ChunkCodec:
         if kind == bytes([_NONE]):
             return payload
         if kind == bytes([_ZSTD]):
-            zstandard = zstd()
+            if not 0 <= size <= MAX_CHUNK:  # the size comes from an index: bound it
+                raise IntegrityError(f"chunk claims {size} bytes (at most {MAX_CHUNK})")
             try:
-                plain: bytes = zstandard.ZstdDecompressor().decompress(
-                    payload, max_output_size=size
-                )
-            except zstandard.ZstdError as exc:
+                return decompress(payload, "zstd", size)
+            except IntegrityError as exc:
                 raise IntegrityError(f"chunk does not decompress: {exc}") from None
-            return plain
         if kind == bytes([_AES]):
             raise EncryptionError(
                 f"chunk is encrypted (key {blob[1:_HEAD].hex()}) and no encryption key is "
@@ -145,6 +145,8 @@ class EncryptedChunkCodec(ChunkCodec):
 
     def decode(self, blob: bytes, size: int) -> bytes:
         if blob[:1] != bytes([_AES]):
+            if self.ring.required:
+                raise self.ring.refuse_plaintext("chunk")
             return super().decode(blob, size)
         if len(blob) < _HEAD + crypto.NONCE_BYTES + _TAG:
             raise IntegrityError("encrypted chunk is truncated")
@@ -154,7 +156,7 @@ class EncryptedChunkCodec(ChunkCodec):
 
     def verify(self, raw: bytes, cid: bytes, blob: bytes) -> bool:
         if blob[:1] != bytes([_AES]):
-            return hashlib.sha256(raw).digest() == cid
+            return not self.ring.required and hashlib.sha256(raw).digest() == cid
         return self._key(blob).chunk_id(raw) == cid
 
 
@@ -212,11 +214,10 @@ class ChunkStore:
         self.index.close()
 
     def _read_index(self, pack: str) -> list[tuple[bytes, Location]]:
-        zstandard = zstd()
         blob = self.storage.get(index_key(pack))
         try:
-            doc = json.loads(zstandard.ZstdDecompressor().decompress(blob))
-        except (zstandard.ZstdError, ValueError) as exc:
+            doc = json.loads(decompress(blob, "zstd", MAX_INDEX))
+        except (IntegrityError, ValueError) as exc:
             raise IntegrityError(f"chunk index {pack} is corrupt: {exc}") from None
         if doc.get("format") != INDEX_FORMAT:
             raise IntegrityError(f"chunk index {pack}: unknown format {doc.get('format')!r}")

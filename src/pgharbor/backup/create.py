@@ -328,7 +328,7 @@ def create_backup(
         repo.update(backup_id, status="ok", stored_bytes=stored)
     except BaseException as exc:
         reason = (
-            exc.line().removeprefix("pgharbor: error: ")
+            exc.message
             if isinstance(exc, PgharborError)
             else (
                 "interrupted"

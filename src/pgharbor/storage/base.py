@@ -35,7 +35,7 @@ else:
 TMP_MARK = ".pgharbor-tmp."
 ABANDONED_AFTER = 3600.0  # a temporary this old belongs to a writer that is gone
 # This host, as a temporary's name carries it: letters, digits and '_' only.
-_HOST = "".join(c if c.isascii() and c.isalnum() else "_" for c in os.uname().nodename)[:40]
+HOST = "".join(c if c.isascii() and c.isalnum() else "_" for c in os.uname().nodename)[:40]
 
 
 class ObjectInfo(FrozenRecord):
@@ -73,7 +73,7 @@ class Storage(Protocol):
 def tmp_name(name: str) -> str:
     """The temporary name a writer uses for the object called name (in the same folder):
     it says which host and process write it, so a sweep can tell an abandoned one."""
-    return f"{TMP_MARK}{name}.{_HOST}-{os.getpid()}-{os.urandom(4).hex()}"
+    return f"{TMP_MARK}{name}.{HOST}-{os.getpid()}-{os.urandom(4).hex()}"
 
 
 def abandoned(tmp: str, age: float, max_age: float) -> bool:
@@ -84,12 +84,12 @@ def abandoned(tmp: str, age: float, max_age: float) -> bool:
         return True
     host, _, rest = tmp.rpartition(".")[2].partition("-")
     pid = rest.partition("-")[0]
-    if host != _HOST or not pid.isdigit():
+    if host != HOST or not pid.isdigit():
         return False
-    return _gone(int(pid))
+    return process_gone(int(pid))
 
 
-def _gone(pid: int) -> bool:
+def process_gone(pid: int) -> bool:
     """True when no process pid runs here: none exists, or only its zombie (a killed
     writer whose parent never reaps it, e.g. under a container's minimal init)."""
     try:

@@ -16,19 +16,77 @@ if TYPE_CHECKING:
 SCHEMES = ("file", "ssh", "s3", "memory")
 
 
+# query settings that hold credentials: never part of a URL (URLs reach the catalog,
+# command lines and logs); they belong in the config file or the environment
+SECRET_QUERY = frozenset(
+    {
+        "password",
+        "passwd",
+        "secret",
+        "secret_access_key",
+        "access_key_id",
+        "session_token",
+        "token",
+        "passphrase",
+        "key",
+    }
+)
+
+
+def redact_url(url: str) -> str:
+    """The URL with any user information and query string replaced by ``***``, for a
+    message about a URL that may hold a credential."""
+    head, sep, rest = url.partition("://")
+    if not sep:
+        return "***"
+    netloc, slash, path = rest.partition("/")
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    path, q, _query = (slash + path).partition("?")
+    return f"{head}://{netloc}{path}{'?***' if q else ''}"
+
+
+def _refuse_credentials(url: str, parts: Any) -> None:
+    from urllib.parse import parse_qsl
+
+    shown = redact_url(url)
+    if parts.password is not None or (parts.scheme == "s3" and parts.username is not None):
+        raise UsageError(
+            f"target URL {shown} holds credentials: they must not be in the URL (it is "
+            "stored in the catalog and shown in listings)",
+            hint="ssh: use a key (key_file); s3: the AWS credential chain or "
+            "[targets.NAME] in a 0600 config file",
+        )
+    secret = sorted(k for k, _ in parse_qsl(parts.query, True) if k.lower() in SECRET_QUERY)
+    if secret:
+        raise UsageError(
+            f"target URL {shown} holds the setting(s) {', '.join(secret)}: credentials "
+            "must not be in the URL",
+            hint="put them in [targets.NAME] of a config file with mode 0600",
+        )
+
+
 def validate_url(url: str) -> str:
-    """Check a target URL's form without connecting. Returns it unchanged."""
+    """Check a target URL's form without connecting, and that it holds no credentials.
+    Returns it unchanged."""
     plain = plain_file_url(url)
     if plain is not None:  # what urlsplit gives, without importing urllib.parse
         netloc, path = plain
         if netloc not in ("", "localhost") or not path:
-            raise UsageError(f"bad file URL {url!r}: use file:///absolute/path")
+            raise UsageError(f"bad file URL {redact_url(url)!r}: use file:///absolute/path")
         return url
     from urllib.parse import urlsplit
 
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a bad port raises ValueError here
+    except ValueError:
+        raise UsageError(f"bad target URL {redact_url(url)!r}") from None
     if parts.scheme not in SCHEMES:
-        raise UsageError(f"unsupported target URL {url!r}: expected file://, ssh:// or s3://")
+        raise UsageError(
+            f"unsupported target URL {redact_url(url)!r}: expected file://, ssh:// or s3://"
+        )
+    _refuse_credentials(url, parts)
     if parts.scheme == "file" and (parts.netloc not in ("", "localhost") or not parts.path):
         raise UsageError(f"bad file URL {url!r}: use file:///absolute/path")
     if parts.scheme == "ssh" and (not parts.hostname or not parts.path.strip("/")):
