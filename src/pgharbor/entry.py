@@ -1,93 +1,132 @@
-"""The ``pgharbor`` console script.
+"""The ``pgharbor`` console script: the one front door.
 
-``wal push`` and ``wal fetch`` run once per WAL segment as PostgreSQL's archive and
-restore commands, so they take a lean path: options parsed by hand, no CLI framework,
-no ORM. Everything else goes to the Click application in pgharbor.cli.
+``wal push``, ``wal fetch`` and the resident helpers run once per WAL segment as
+PostgreSQL's archive and restore commands, so they always take a lean path, whatever
+global options come first: options parsed by hand, no CLI framework, no ORM. Everything
+else goes to the Click application in pgharbor.cli. Both paths end in the one exit
+policy of pgharbor.errors: in archive recovery, a ``wal fetch`` that fails for any
+reason but "not in the archive" exits 126, so PostgreSQL stops recovery rather than
+ending it early and promoting short of its target.
+
+This module imports only ``sys`` and ``os`` at the top, so that even a failing import
+of anything else is caught and goes through that policy.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
-_GLOBAL_WITH_VALUE = ("--catalog", "--config")
+_WITH_VALUE = ("--catalog", "--config")
+_VERBOSE = ("-v", "--verbose")
 _HOT_VERBS = ("push", "fetch", "pusher", "prefetcher")
-# restore_command exit status > 125: PostgreSQL stops recovery (FATAL) instead of
-# treating the file as missing
-ABORT_RECOVERY = 126
+_OUT_OF_BAND = ("-h", "--help", "--version")
 
 
-def _split_globals(argv: list[str]) -> tuple[dict[str, str], list[str]] | None:
+def hot_command(argv: list[str]) -> tuple[dict[str, str], str, list[str], str | None] | None:
+    """(global options, verb, the verb's arguments, a problem with the global options)
+    when argv runs a hot ``wal`` verb; None for anything else (the Click CLI)."""
     opts: dict[str, str] = {}
+    problem: str | None = None
+    words: list[str] = []
     i = 0
-    while i < len(argv) and argv[i].startswith("--"):
+    while i < len(argv) and len(words) < 2:
         arg = argv[i]
-        name, eq, value = arg.partition("=")
-        if name not in _GLOBAL_WITH_VALUE:
-            return None
-        if not eq:
-            if i + 1 >= len(argv):
-                return None
-            value = argv[i + 1]
-            i += 1
-        opts[name[2:]] = value
         i += 1
-    return opts, argv[i:]
+        if not arg.startswith("-") or arg == "-":
+            words.append(arg)
+            continue
+        if arg in _OUT_OF_BAND:
+            return None
+        name, eq, value = arg.partition("=")
+        if name in _WITH_VALUE:
+            if not eq:
+                if i >= len(argv):
+                    problem = problem or f"option {name} needs a value"
+                    continue
+                value = argv[i]
+                i += 1
+            opts[name[2:]] = value
+        elif arg in _VERBOSE:
+            opts["verbose"] = "1"
+        else:
+            problem = problem or f"no such global option: {arg}"
+    if len(words) != 2 or words[0] != "wal" or words[1] not in _HOT_VERBS:
+        return None
+    rest = argv[i:]
+    if any(a in ("-h", "--help") for a in rest):
+        return None  # Click prints the help
+    return opts, words[1], rest, problem
 
 
-def _fast(opts: dict[str, str], verb: str, args: list[str]) -> int:
-    import os
-
-    from pgharbor.archive import hotcli
-    from pgharbor.errors import PgharborError, WalNotArchived
-
+def in_archive_recovery() -> bool:
+    """restore_command runs with the data directory as cwd: recovery.signal without
+    standby.signal is archive recovery (a standby retries instead of ending early).
+    When it cannot tell, it says yes: failing closed."""
     try:
+        return (
+            os.path.exists("PG_VERSION")
+            and os.path.exists("recovery.signal")
+            and not os.path.exists("standby.signal")
+        )
+    except Exception:
+        return True
+
+
+def _say(line: str) -> None:
+    try:  # noqa: SIM105 - no contextlib import before the policy is in place
+        print(line, file=sys.stderr)
+    except Exception:  # stderr closed or full: the exit status still tells
+        pass
+
+
+def run_hot(opts: dict[str, str], verb: str, args: list[str], problem: str | None = None) -> int:
+    """Run a hot verb and map whatever happens through the exit policy."""
+    recovery = verb == "fetch" and in_archive_recovery()
+    verbose = bool(opts.get("verbose") or os.environ.get("PGHARBOR_VERBOSE"))
+    try:
+        from pgharbor.archive import hotcli
+        from pgharbor.errors import UsageError
+
+        if problem is not None:
+            raise UsageError(f"{problem}; usage: pgharbor {hotcli.USAGE[verb]}")
         from pgharbor.settings import load_settings
 
         settings = load_settings(catalog=opts.get("catalog"), config=opts.get("config"))
         hotcli.run(verb, settings, args)
         return 0
-    except WalNotArchived as exc:
-        # the normal answer at the end of the archive and to timeline probes: quiet
-        # unless asked, so PostgreSQL's log is not filled with it
-        if os.environ.get("PGHARBOR_VERBOSE"):
-            print(exc.line(), file=sys.stderr)
-        return exc.code
-    except PgharborError as exc:
-        print(exc.line(), file=sys.stderr)
-        if verb == "fetch" and hotcli.in_archive_recovery():
-            # Any exit below 126 reads as "not in the archive": a targeted recovery would
-            # end early and promote short of its target. Stop recovery instead, loudly;
-            # after the problem is fixed a restart resumes it.
-            print("pgharbor: stopping recovery rather than ending it early", file=sys.stderr)
-            return ABORT_RECOVERY
-        return exc.code
-    except KeyboardInterrupt:
-        print("pgharbor: interrupted", file=sys.stderr)
-        return 1
-    except Exception as exc:  # never a traceback in PostgreSQL's log; still a clear line
-        return internal_error(exc)
+    except BaseException as exc:  # every failure: one line, one policy, never a traceback
+        return _failed(exc, verb, args, recovery, verbose)
 
 
-def internal_error(exc: BaseException) -> int:
-    """An unexpected failure: one line (the traceback only with PGHARBOR_DEBUG=1), exit 70."""
-    import os
+def _failed(exc: BaseException, verb: str, args: list[str], recovery: bool, verbose: bool) -> int:
+    try:
+        from pgharbor import errors
 
-    if os.environ.get("PGHARBOR_DEBUG"):
-        import traceback
+        code = errors.exit_code(exc, abort_recovery=recovery)
+        if isinstance(exc, errors.WalNotArchived):
+            # the normal answer at the end of the archive and to timeline probes: quiet
+            # unless asked, so PostgreSQL's log is not filled with it
+            if verbose:
+                _say(exc.line())
+            return 99 if "--strict" in args else code
+        _say(errors.error_line(exc))
+        if os.environ.get("PGHARBOR_DEBUG"):
+            import traceback
 
-        traceback.print_exc()
-    print(f"pgharbor: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
-    return 70
+            traceback.print_exception(exc)
+        if code == errors.ABORT_RECOVERY:
+            _say("pgharbor: stopping recovery rather than ending it early")
+    except BaseException:  # not even the errors module: fail closed in recovery
+        return 126 if recovery else 70
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    split = _split_globals(argv)
-    if split is not None:
-        opts, rest = split
-        fast = len(rest) >= 2 and rest[0] == "wal" and rest[1] in _HOT_VERBS
-        if fast and not any(a in ("--help", "-h") for a in rest):
-            return _fast(opts, rest[1], rest[2:])
+    hot = hot_command(argv)
+    if hot is not None:
+        return run_hot(*hot)
     from pgharbor.cli.main import run
 
     return run(argv)

@@ -240,10 +240,15 @@ def seal(meta: Meta, payload: bytes, keys: Keyring | None = None) -> bytes:
     return prefix + sealed
 
 
+MAX_HEADER = 64 * 1024  # headers are a few hundred bytes
+
+
 def header_length(head: bytes) -> int:
     if len(head) < PREFIX or head[: len(MAGIC)] != MAGIC:
         raise IntegrityError("not a pgharbor object (bad magic)")
     (n,) = _LEN.unpack_from(head, len(MAGIC))
+    if n > MAX_HEADER:
+        raise IntegrityError(f"object header is corrupt (claims {n} bytes)")
     return PREFIX + int(n)
 
 

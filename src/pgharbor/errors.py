@@ -1,7 +1,9 @@
-"""The error tree. Only the CLI entry point turns these into a message line and an exit code.
+"""The error tree, and the one exit policy that turns an exception into a message line
+and an exit code (used by both front doors: entry.py's lean path and the Click CLI).
 
 Exit codes stay below 126: PostgreSQL treats a higher exit status from
-archive_command/restore_command as fatal for the archiver or for recovery.
+archive_command/restore_command as fatal for the archiver or for recovery — which is
+exactly what ``wal fetch`` wants in archive recovery for anything but "not archived".
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ class CatalogError(PgharborError):
 
 class CatalogUnavailable(CatalogError):
     code = 5
+
+
+class CatalogRejected(CatalogError):
+    """The catalog refused what was written (a constraint, a malformed value): retrying
+    the same rows can never succeed."""
 
 
 class NotFound(PgharborError):
@@ -108,6 +115,13 @@ class IntegrityError(StorageError):
     code = 15
 
 
+class WrongTarget(StorageError):
+    """The storage behind a target is not the one its placements were set up on (no claim
+    of the cluster's folder, or another cluster's or target's): nothing counts there."""
+
+    code = 19
+
+
 class EncryptionError(PgharborError):
     code = 16
 
@@ -123,3 +137,30 @@ class WalNotArchived(PgharborError):
     archive" (the normal end of recovery, or a timeline probe)."""
 
     code = 1
+
+
+ABORT_RECOVERY = 126  # restore_command: PostgreSQL stops recovery (FATAL)
+INTERNAL_ERROR = 70
+
+
+def exit_code(exc: BaseException, *, abort_recovery: bool = False) -> int:
+    """The exit status for ``exc``. With ``abort_recovery`` (``wal fetch`` in archive
+    recovery) only a confirmed "not in the archive" keeps its code: anything else, a bug,
+    MemoryError or Ctrl-C included, stops recovery instead of ending it early."""
+    if abort_recovery:
+        return exc.code if isinstance(exc, WalNotArchived) else ABORT_RECOVERY
+    if isinstance(exc, PgharborError):
+        return exc.code
+    if isinstance(exc, KeyboardInterrupt):
+        return 1
+    return INTERNAL_ERROR
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for any failure (the traceback only with PGHARBOR_DEBUG=1)."""
+    if isinstance(exc, PgharborError):
+        return exc.line()
+    if isinstance(exc, KeyboardInterrupt):
+        return "pgharbor: interrupted"
+    text = " ".join(str(exc).split())[:500]
+    return f"pgharbor: internal error: {type(exc).__name__}: {text}"

@@ -10,16 +10,19 @@ import os
 import shlex
 import shutil
 import sys
+import uuid
 from dataclasses import dataclass
 
 from pgharbor.catalog.models import Cluster, Placement, Target
 from pgharbor.catalog.repo import Catalog, now
-from pgharbor.errors import Conflict, StorageError, UsageError
+from pgharbor.errors import Conflict, UsageError
 from pgharbor.pg import identity
 from pgharbor.plain import absolute_path
 from pgharbor.settings import Settings
+from pgharbor.storage.base import Storage
+from pgharbor.storage.claim import CLUSTER_FORMAT, TARGET_FORMAT, read_json
 from pgharbor.storage.factory import open_storage, validate_url
-from pgharbor.storage.layout import descriptor_key
+from pgharbor.storage.layout import TARGET_MARKER, descriptor_key
 
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
@@ -32,10 +35,81 @@ def check_name(kind: str, name: str) -> str:
     return name
 
 
-def add_target(catalog: Catalog, name: str, url: str) -> Target:
+def storage_identity(url: str, options: dict[str, object]) -> tuple[object, ...]:
+    """What names the storage behind a URL, whatever the spelling: a file root's device
+    and inode (or its resolved path), an SSH server's user, host, port and folder, a
+    bucket's endpoint and prefix."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        root = os.path.realpath(unquote(parts.path))
+        try:
+            st = os.stat(root)
+            return ("file", st.st_dev, st.st_ino)
+        except OSError:
+            return ("file", root)
+    if parts.scheme == "ssh":
+        from pgharbor.storage.ssh import parse_ssh_url
+
+        t = parse_ssh_url(url)
+        return ("ssh", t.user, t.host.lower(), t.port, os.path.normpath(t.root))
+    query = dict(parse_qsl(parts.query))
+    endpoint = str(options.get("endpoint_url") or query.get("endpoint_url") or "")
+    prefix = "/".join(p for p in unquote(parts.path).split("/") if p)
+    return (parts.scheme, endpoint.rstrip("/").lower(), parts.netloc, prefix)
+
+
+def _marker(target_id: str, name: str) -> bytes:
+    return json.dumps(
+        {"format": TARGET_FORMAT, "id": target_id, "name": name}, indent=1, sort_keys=True
+    ).encode()
+
+
+def _marker_id(storage: Storage) -> str | None:
+    doc = read_json(storage, TARGET_MARKER)
+    if doc is None:
+        return None
+    if doc.get("format") != TARGET_FORMAT or not isinstance(doc.get("id"), str):
+        raise Conflict(f"{storage.url}/{TARGET_MARKER} exists and is not a pgharbor target marker")
+    return str(doc["id"])
+
+
+def add_target(catalog: Catalog, settings: Settings, name: str, url: str) -> Target:
+    """Register a target after claiming its storage: ``pgharbor-target.json`` at its root
+    names the target, so the same storage can never be added twice (under another URL
+    spelling or another name) and *required copies* always counts distinct storage."""
     check_name("target", name)
     validate_url(url)
-    return catalog.add_target(name, url)
+    existing = catalog.targets()
+    if any(t.name == name for t in existing):
+        raise Conflict(f"target {name!r} already exists")
+    if url.startswith("file:"):
+        root = storage_identity(url, {})
+        if len(root) == 2:
+            raise UsageError(
+                f"target root {url.removeprefix('file://')} does not exist",
+                hint="create it, owned by the OS user that runs pgharbor",
+            )
+    ident = storage_identity(url, settings.target_options(name))
+    for t in existing:
+        if storage_identity(t.url, settings.target_options(t.name)) == ident:
+            raise Conflict(f"target {name!r} would be the same storage as target {t.name!r}")
+    storage = open_storage(url, settings.target_options(name))
+    try:
+        target_id = _marker_id(storage)
+        known = {t.id: t.name for t in existing}
+        if target_id in known:
+            raise Conflict(
+                f"target {name!r} is the same storage as target {known[target_id]!r} "
+                f"(its {TARGET_MARKER} names that target)"
+            )
+        if target_id is None:  # else: a target of an earlier catalog; keep its id
+            target_id = str(uuid.uuid4())
+            storage.put(TARGET_MARKER, _marker(target_id, name), overwrite=False)
+    finally:
+        storage.close()
+    return catalog.add_target(name, url, target_id=target_id)
 
 
 @dataclass(frozen=True)
@@ -140,15 +214,16 @@ def command_lines(settings: Settings, cluster: Cluster, catalog_given: bool) -> 
     )
 
 
-def descriptor(cluster: Cluster) -> bytes:
+def descriptor(cluster: Cluster, target_id: str) -> bytes:
     return json.dumps(
         {
-            "format": "pgharbor-cluster/1",
+            "format": CLUSTER_FORMAT,
             "cluster_id": cluster.id,
             "name": cluster.name,
             "system_identifier": cluster.system_identifier,
             "wal_segment_size": cluster.wal_segment_size,
             "version": cluster.version,
+            "target_id": target_id,
         },
         indent=1,
         sort_keys=True,
@@ -159,7 +234,8 @@ def add_placement(
     catalog: Catalog, settings: Settings, cluster_name: str, target_name: str, priority: int
 ) -> Placement:
     """Add a placement after claiming the cluster's folder on the target: the folder's
-    descriptor names the cluster, so two clusters can never share one folder."""
+    descriptor names the cluster and the target, so two clusters can never share one
+    folder, and a copy counts only where that claim is found (see storage.claim)."""
     if priority < 0:
         raise UsageError("priority must be 0 or more (lower is tried first)")
     cluster = catalog.cluster(cluster_name)
@@ -167,21 +243,27 @@ def add_placement(
     storage = open_storage(target.url, settings.target_options(target.name))
     key = descriptor_key(cluster.name)
     try:
-        try:
-            current = json.loads(storage.get(key))
-        except StorageError as exc:
-            if exc.code != 11:  # ObjectNotFound
-                raise
-            current = None
-        except ValueError:
-            raise Conflict(f"{target.url}/{key} exists and is not a pgharbor descriptor") from None
+        marker = _marker_id(storage)
+        if marker is not None and marker != target.id:
+            raise Conflict(
+                f"the storage of target {target.name!r} is marked as another target "
+                f"(id {marker}): the same storage under two target names?"
+            )
+        if marker is None:  # a target added before storage was marked
+            storage.put(TARGET_MARKER, _marker(target.id, target.name), overwrite=False)
+        current = read_json(storage, key)
         if current and current.get("system_identifier") != cluster.system_identifier:
             raise Conflict(
                 f"folder {cluster.name}/ on target {target.name} belongs to another cluster "
                 f"(system identifier {current.get('system_identifier')})"
             )
+        if current and current.get("target_id") not in (None, target.id):
+            raise Conflict(
+                f"folder {cluster.name}/ on target {target.name} was claimed through another "
+                "target: the same storage under two target names?"
+            )
         if not current:
-            storage.put(key, descriptor(cluster), overwrite=False)
+            storage.put(key, descriptor(cluster, target.id), overwrite=False)
     finally:
         storage.close()
     return catalog.add_placement(cluster_name, target_name, priority)

@@ -158,7 +158,8 @@ def test_bad_key_file_stops_push_before_anything_is_written(env: Env, tmp_path: 
     s = with_keys(env, {"encryption_key_file": str(key)})
     with pytest.raises(EncryptionError, match="accessible by group or others"):
         push(s, "c1", env.wal(SEGS[0], marked_segment(SEGS[0])))
-    assert target_files(env) == [p for p in target_files(env) if p.name == "cluster.json"]
+    claims = ("cluster.json", "pgharbor-target.json")
+    assert target_files(env) == [p for p in target_files(env) if p.name in claims]
     assert env.copies() == {}
 
 

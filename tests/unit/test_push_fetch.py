@@ -145,12 +145,18 @@ def test_bad_names_and_paths(env: Env) -> None:
 
 def test_required_copies_and_unwritable_target(tmp_path: Path) -> None:
     env = Env(tmp_path, required=2)
-    shutil.rmtree(env.roots[1])  # target 2's root is gone: unwritable
+    away = tmp_path / "t2-away"
+    env.roots[1].rename(away)  # target 2's root is gone (unmounted): unwritable
     path = env.wal(SEG1, segment(SEG1, SYSID))
     with pytest.raises(ArchiveIncomplete, match="1 of 2 required copies"):
         push(env.settings, "c1", path)
     assert env.copies() == {SEG1: [("t1", "ok"), ("t2", "failed")]}
-    env.roots[1].mkdir()
+    env.roots[1].mkdir()  # an empty root in its place is not the target: still refused
+    with pytest.raises(ArchiveIncomplete, match=r"cluster\.json is missing"):
+        push(env.settings, "c1", path)
+    assert not list(env.roots[1].iterdir())  # and nothing was written into it
+    env.roots[1].rmdir()
+    away.rename(env.roots[1])
     push(env.settings, "c1", path)  # PostgreSQL's retry succeeds once the target is back
     assert env.copies() == {SEG1: [("t1", "ok"), ("t2", "ok")]}
     assert env.stored(env.roots[1]) == [SEG1]

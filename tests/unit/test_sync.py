@@ -18,12 +18,13 @@ NAMES = [f"00000001000000000000000{i}" for i in range(1, 5)]
 def test_sync_fills_the_copies_a_down_target_missed(tmp_path: Path) -> None:
     env = Env(tmp_path)
     push(env.settings, "c1", env.wal(NAMES[0], segment(NAMES[0], SYSID)))
-    shutil.rmtree(env.roots[0])  # t1 goes away; pushes go on to t2
+    away = tmp_path / "t1-away"
+    env.roots[0].rename(away)  # t1 goes away; pushes go on to t2
     for n in NAMES[1:]:
         push(env.settings, "c1", env.wal(n, segment(n, SYSID)))
     push(env.settings, "c1", env.wal("00000002.history", history()))
-    env.roots[0].mkdir()
-    (env.roots[0] / "c1").mkdir()
+    away.rename(env.roots[0])  # back, having lost its first file meanwhile
+    shutil.rmtree(env.roots[0] / "c1" / "wal")
     missing = {f.name for f in env.cat.wal_files("c1") if f.missing}
     assert missing == set(NAMES[1:]) | {"00000002.history"}
 

@@ -1,7 +1,10 @@
 """The archive hot path's commands, parsed by hand (no CLI framework on this path):
 
 wal push [--async] CLUSTER PATH     archive_command
-wal fetch CLUSTER NAME DEST         restore_command (with prefetch)
+wal fetch [--strict] CLUSTER NAME DEST
+                                    restore_command (with prefetch); --strict: exit 99
+                                    for "not in the archive", for the restore_command's
+                                    shell wrapper (see archive.prefetch)
 wal pusher CLUSTER PGDATA           the resident async pusher (started on demand)
 wal prefetcher CLUSTER PGDATA       the resident prefetcher (started on demand)
 """
@@ -18,7 +21,7 @@ if TYPE_CHECKING:
 
 USAGE = {
     "push": "wal push [--async] CLUSTER PATH",
-    "fetch": "wal fetch CLUSTER NAME DEST",
+    "fetch": "wal fetch [--strict] CLUSTER NAME DEST",
     "pusher": "wal pusher CLUSTER PGDATA",
     "prefetcher": "wal prefetcher CLUSTER PGDATA",
 }
@@ -34,14 +37,6 @@ def _args(verb: str, args: list[str], n: int) -> list[str]:
 def in_data_directory() -> bool:
     """archive_command and restore_command run with the data directory as cwd."""
     return os.path.exists("PG_VERSION") and os.path.isdir("pg_wal")
-
-
-def in_archive_recovery() -> bool:
-    return (
-        in_data_directory()
-        and os.path.exists("recovery.signal")
-        and not os.path.exists("standby.signal")
-    )
 
 
 def run(verb: str, settings: Settings, args: list[str]) -> None:
@@ -60,7 +55,8 @@ def run(verb: str, settings: Settings, args: list[str]) -> None:
 
             push(settings, cluster, path)
     elif verb == "fetch":
-        cluster, name, dest = _args(verb, args, 3)
+        strict = bool(args) and args[0] == "--strict"
+        cluster, name, dest = _args(verb, args[1:] if strict else args, 3)
         fetch_with_prefetch(settings, cluster, name, dest)
     elif verb == "pusher":
         from pgharbor.archive.pusher import run_pusher
@@ -73,18 +69,32 @@ def run(verb: str, settings: Settings, args: list[str]) -> None:
 
 
 def fetch_with_prefetch(settings: Settings, cluster: str, name: str, dest: str) -> None:
+    """wal fetch: a prefetched copy when there is one, else the archive. Prefetching is
+    only ever a shortcut: any trouble with its folder is a warning, never the answer."""
     from pgharbor.domain.wal import WalKind, parse_name
 
     wal = parse_name(name)
     prefetch = settings.prefetch_depth > 0 and wal.kind is WalKind.SEGMENT and in_data_directory()
     if prefetch:
-        from pgharbor.archive.prefetch import Cache, note_fetched
+        from pgharbor.archive.prefetch import take_prefetched
 
-        if Cache(os.getcwd()).take(name, dest):
-            note_fetched(settings, cluster, os.getcwd(), name)
+        if take_prefetched(os.getcwd(), name, dest):
+            _note(settings, cluster, name)
             return
     from pgharbor.archive.fetch import fetch  # not needed for a prefetched segment
 
     fetch(settings, cluster, name, dest)
     if prefetch:
+        _note(settings, cluster, name)
+
+
+def _note(settings: Settings, cluster: str, name: str) -> None:
+    """Move the prefetch window on (best effort: DEST is already written)."""
+    import sys
+
+    from pgharbor.archive.prefetch import note_fetched
+
+    try:
         note_fetched(settings, cluster, os.getcwd(), name)
+    except Exception as exc:
+        print(f"pgharbor: warning: prefetch not started: {exc}", file=sys.stderr)

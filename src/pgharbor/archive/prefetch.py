@@ -48,6 +48,32 @@ class Cache:
             f.write(name)
         os.replace(tmp, self.wanted)
 
+    def clear(self, *keep: str) -> None:
+        """Remove every prefetched file (what a previous prefetcher left, or a crash)."""
+        for entry in os.listdir(self.root):
+            if entry not in ("prefetch.lock", "prefetch.log", *keep):
+                _unlink(os.path.join(self.root, entry))
+
+
+def take_prefetched(pgdata: str, name: str, dest: str) -> bool:
+    """A prefetched copy of ``name`` moved to ``dest``; False when there is none, or the
+    prefetch folder cannot be used (a warning: the archive itself is asked then)."""
+    import sys
+
+    try:
+        return Cache(pgdata).take(name, dest)
+    except OSError as exc:
+        print(
+            f"pgharbor: warning: prefetch folder {CACHE}: {exc.strerror or exc}; "
+            "fetching from the archive",
+            file=sys.stderr,
+        )
+        return False
+
+
+class Degraded(Exception):
+    """A segment that could only be read after a bad copy: not prefetched."""
+
 
 def note_fetched(settings: Settings, cluster: str, pgdata: str, name: str) -> None:
     """After PostgreSQL got segment ``name``: move the window, start the prefetcher."""
@@ -88,6 +114,7 @@ def run_prefetcher(settings: Settings, cluster: str, pgdata_arg: str) -> int:
     fd = hold_lock(cache.lock)
     if fd is None:
         return 0
+    cache.clear("wanted")  # no file from before this prefetcher is trusted (a crash)
     session = HotSession(settings, cluster)
     session.close()
     ctx = session.ctx
@@ -95,12 +122,18 @@ def run_prefetcher(settings: Settings, cluster: str, pgdata_arg: str) -> int:
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prefetch")
     inflight: dict[str, Future[bytes | None]] = {}
     missing_until: dict[str, float] = {}
+    degraded: set[str] = set()
     last_wanted, changed = "", time.monotonic()
     written: set[str] = set()
 
     def get(name: str) -> bytes | None:
         found = read_archived(settings, ctx, parse_name(name))
-        return None if found is None else found[0]
+        if found is None:
+            return None
+        data, target, problems = found
+        if problems:  # degraded: leave it to wal fetch, which says so in PostgreSQL's log
+            raise Degraded(f"read from {target} after: " + "; ".join(problems))
+        return data
 
     log.info("prefetcher for %s in %s: depth %d, %d workers", cluster, cache.root, depth, workers)
     try:
@@ -136,6 +169,10 @@ def run_prefetcher(settings: Settings, cluster: str, pgdata_arg: str) -> int:
                     del inflight[name]
                     try:
                         data = fut.result()
+                    except Degraded as exc:
+                        log.warning("%s: %s; not prefetched (wal fetch reports it)", name, exc)
+                        degraded.add(name)
+                        continue
                     except Exception as exc:  # unreachable target or corrupt copy: retry later
                         log.warning("%s: %s", name, exc)
                         missing_until[name] = now + 2.0
@@ -143,10 +180,14 @@ def run_prefetcher(settings: Settings, cluster: str, pgdata_arg: str) -> int:
                     if data is None:
                         missing_until[name] = now + 1.0  # the end of the archive, for now
                     elif name in keep:
-                        write_atomic(os.path.join(cache.root, name), data)
+                        write_atomic(os.path.join(cache.root, name), data, durable=True)
                         written.add(name)
             for name in names:
-                if name in inflight or os.path.exists(os.path.join(cache.root, name)):
+                if (
+                    name in inflight
+                    or name in degraded
+                    or os.path.exists(os.path.join(cache.root, name))
+                ):
                     continue
                 if missing_until.get(name, 0) > now:
                     break  # nothing past a missing segment: it ends the timeline for now
@@ -156,9 +197,7 @@ def run_prefetcher(settings: Settings, cluster: str, pgdata_arg: str) -> int:
             time.sleep(0.02 if inflight else 0.1)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-        for entry in os.listdir(cache.root):  # clean after use
-            if entry not in ("prefetch.lock", "prefetch.log"):
-                _unlink(os.path.join(cache.root, entry))
+        cache.clear()  # clean after use
         os.close(fd)
         log.info("prefetcher for %s exits", cluster)
     return 0
@@ -166,11 +205,17 @@ def run_prefetcher(settings: Settings, cluster: str, pgdata_arg: str) -> int:
 
 def fast_restore_command(command: str, cluster: str) -> str:
     """The restore_command: the shell hands over a prefetched segment with a rename (no
-    Python start-up at all); anything else goes to ``wal fetch``. ``command`` is the
-    pgharbor executable with its global options."""
+    Python start-up at all); anything else goes to ``wal fetch --strict``, which exits 99
+    for "not in the archive". The shell passes that on as PostgreSQL's "not found" (1),
+    and turns every other failure (pgharbor's own 126, but also an interpreter or an
+    installation that fails before pgharbor's code runs) into 126 in archive recovery, so
+    PostgreSQL stops instead of ending recovery early; a standby (standby.signal) gets 1
+    and retries. ``command`` is the pgharbor executable with its global options."""
     import shlex
 
     cached = f"{CACHE}/%f"
+    fetch = f"{command} wal fetch --strict {shlex.quote(cluster)} %f %p"
     return (
-        f"[ -f {cached} ] && mv -f {cached} %p || {command} wal fetch {shlex.quote(cluster)} %f %p"
+        f"[ -f {cached} ] && mv -f {cached} %p || {{ {fetch}; r=$?; [ $r -eq 0 ] || "
+        "{ [ $r -eq 99 ] || [ -f standby.signal ] || exit 126; exit 1; }; }"
     )

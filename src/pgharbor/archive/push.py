@@ -8,6 +8,7 @@ per target and no compression.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from datetime import UTC, datetime  # sqlite3 and psycopg load it anyway
 
@@ -22,10 +23,10 @@ from pgharbor.errors import (
     ObjectExists,
     ObjectNotFound,
     PgharborError,
-    StorageError,
     UsageError,
 )
 from pgharbor.plain import Record
+from pgharbor.storage.claim import check_claim
 from pgharbor.storage.factory import open_storage
 from pgharbor.storage.layout import wal_key
 
@@ -166,56 +167,132 @@ def _existing(storage: Any, key: str) -> envelope.Meta | None:
     return envelope.read_meta(head)
 
 
-def push_to(placement: Placement, key: str, sealer: _Sealer, settings: Settings) -> CopyOutcome:
-    """Store one copy, encrypted when a key is configured for the cluster or the target.
-    Idempotent: an identical stored copy is success without rewriting; a different one is
-    a conflict and is left untouched."""
-    meta = sealer.meta
-    assert meta is not None  # set by store_bytes before any target is written
-    keys = envelope.keyring_for(settings, meta.cluster, placement.target)
-    try:
-        storage = open_storage(placement.url, settings.target_options(placement.target))
-        for _attempt in range(2):
+class _Copy:
+    """Storing one copy on one placement. Idempotent: an identical stored copy, verified
+    whole, is success without rewriting; a different one is a conflict, left untouched. A
+    stored copy that is provably corrupt is replaced, but only when the catalog records
+    exactly this content under the name (so two servers that diverged can never replace
+    each other's WAL); it is kept under ``<cluster>/quarantine/`` first."""
+
+    def __init__(
+        self,
+        placement: Placement,
+        storage: Any,
+        key: str,
+        sealer: _Sealer,
+        keys: crypto.Keyring | None,
+        recorded: Any,
+    ) -> None:
+        self.placement, self.storage, self.key = placement, storage, key
+        self.sealer, self.keys, self.recorded = sealer, keys, recorded
+        assert sealer.meta is not None  # set by store_bytes before any target is written
+        self.meta: envelope.Meta = sealer.meta
+
+    def outcome(
+        self, status: str, detail: str | None = None, size: int | None = None
+    ) -> CopyOutcome:
+        return CopyOutcome(self.placement.target, status, stored_size=size, detail=detail)
+
+    def run(self) -> CopyOutcome:
+        for _attempt in range(3):
             try:
-                found = _existing(storage, key)
+                found = _existing(self.storage, self.key)
             except IntegrityError as exc:
-                return CopyOutcome(
-                    placement.target, "conflict", detail=f"stored object unreadable: {exc}"
-                )
+                return self.heal(f"stored object unreadable: {exc}")
             if found is not None:
-                try:
-                    same = envelope.same_contents(found, meta.sha256, keys)
-                except EncryptionError as exc:
-                    reason = exc.message
-                    return CopyOutcome(
-                        placement.target, "conflict", detail=f"cannot compare: {reason}"
-                    )
-                if same:
-                    return CopyOutcome(placement.target, "present")
-                theirs = (
-                    f"sha256 {found.sha256[:12]}…"
-                    if found.encryption is None
-                    else f"encrypted with key {found.key_id}"
-                )
-                return CopyOutcome(
-                    placement.target,
-                    "conflict",
-                    detail=f"already archived with different content ({theirs}, "
-                    f"this file sha256 {meta.sha256[:12]}…); the stored copy was left untouched",
-                )
-            blob = sealer.blob(keys)
+                return self.compare(found)
+            blob = self.sealer.blob(self.keys)
             try:
-                storage.put(key, blob, overwrite=False)
+                self.storage.put(self.key, blob, overwrite=False)
             except ObjectExists:
                 continue  # a concurrent push won the race: compare with its copy
-            return CopyOutcome(placement.target, "stored", stored_size=len(blob))
-        return CopyOutcome(placement.target, "failed", detail="object appeared and vanished")
-    except StorageError as exc:
-        return CopyOutcome(placement.target, "failed", detail=str(exc))
+            return self.outcome("stored", size=len(blob))
+        return self.outcome("failed", "object appeared and vanished")
+
+    def compare(self, found: envelope.Meta) -> CopyOutcome:
+        meta = self.meta
+        if found.name != meta.name or found.system_identifier != meta.system_identifier:
+            return self.outcome(
+                "conflict",
+                f"the stored object holds {found.name!r} of system {found.system_identifier}; "
+                "left untouched",
+            )
+        try:
+            same = envelope.same_contents(found, meta.sha256, self.keys)
+        except EncryptionError as exc:
+            return self.outcome("conflict", f"cannot compare: {exc.message}")
+        if not same:
+            theirs = (
+                f"sha256 {found.sha256[:12]}…"
+                if found.encryption is None
+                else f"encrypted with key {found.key_id}"
+            )
+            return self.outcome(
+                "conflict",
+                f"already archived with different content ({theirs}, this file sha256 "
+                f"{meta.sha256[:12]}…); the stored copy was left untouched",
+            )
+        # the header says "the same": a re-push must not count a copy it has not read
+        try:
+            stored, _ = envelope.unseal(self.storage.get(self.key), self.keys, max_size=meta.size)
+            if stored.sha256 != meta.sha256:
+                raise IntegrityError("its contents differ from its fingerprint")
+        except EncryptionError as exc:
+            return self.outcome("conflict", f"cannot verify the stored copy: {exc.message}")
+        except IntegrityError as exc:
+            return self.heal(f"stored copy is corrupt: {exc}")
+        return self.outcome("present")
+
+    def heal(self, problem: str) -> CopyOutcome:
+        checksums = self.recorded(self.meta.name) if self.recorded is not None else None
+        if not checksums or checksums != {"sha256:" + self.meta.sha256}:
+            return self.outcome(
+                "failed",
+                f"{problem}; left in place (the catalog does not confirm this content for "
+                f"{self.meta.name}, so it is not replaced)",
+            )
+        blob = self.storage.get(self.key)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        aside = f"{self.meta.cluster}/quarantine/{self.meta.name}.{stamp}.{os.getpid()}"
+        self.storage.put(aside, blob)
+        if self.storage.get(self.key) != blob:
+            return self.outcome("failed", f"{problem}; it changed while being replaced")
+        self.storage.delete(self.key)
+        new = self.sealer.blob(self.keys)
+        try:
+            self.storage.put(self.key, new, overwrite=False)
+        except ObjectExists:
+            return self.outcome("failed", f"{problem}; replaced concurrently, try again")
+        return self.outcome(
+            "stored", f"replaced a corrupt copy ({problem}; kept as {aside})", size=len(new)
+        )
+
+
+def push_to(
+    placement: Placement,
+    key: str,
+    sealer: _Sealer,
+    settings: Settings,
+    ctx: ClusterContext,
+    keys: crypto.Keyring | None,
+    recorded: Any = None,
+) -> CopyOutcome:
+    """Store one copy, encrypted when a key is configured for the cluster or the target,
+    on storage whose claim for the cluster was checked first. Never raises: every failure
+    is a failed copy with a reason."""
+    try:
+        storage = open_storage(placement.url, settings.target_options(placement.target))
+        check_claim(storage, ctx.name, ctx.system_identifier, placement.target_id)
+        return _Copy(placement, storage, key, sealer, keys, recorded).run()
+    except PgharborError as exc:
+        return CopyOutcome(placement.target, "failed", detail=exc.message)
+    except Exception as exc:  # a bug or a library surprise: one copy fails, with a reason
+        reason = " ".join(str(exc).split())[:300]
+        return CopyOutcome(placement.target, "failed", detail=f"{type(exc).__name__}: {reason}")
 
 
 def store_file(
-    settings: Settings, ctx: ClusterContext, path: str
+    settings: Settings, ctx: ClusterContext, path: str, recorded: Any = None
 ) -> tuple[PushResult, list[dict[str, Any]], PgharborError | None]:
     """Validate one WAL file and store it on every active placement (concurrently; the
     outcomes are listed in priority order). Returns the result, the catalog rows to
@@ -230,7 +307,7 @@ def store_file(
             f"cluster {ctx.name!r} has no active placements: {wal.name} not archived",
             hint=f"pgharbor placement add {ctx.name} TARGET --priority 1",
         )
-    return store_bytes(settings, ctx, wal, data, ctx.placements)
+    return store_bytes(settings, ctx, wal, data, ctx.placements, recorded)
 
 
 def store_bytes(
@@ -239,8 +316,11 @@ def store_bytes(
     wal: WalName,
     data: bytes,
     placements: tuple[Placement, ...],
+    recorded: Any = None,
 ) -> tuple[PushResult, list[dict[str, Any]], PgharborError | None]:
-    """Store validated bytes on ``placements`` (concurrently), as push and sync do."""
+    """Store validated bytes on ``placements`` (concurrently), as push and sync do.
+    ``recorded(name)``: the checksums the catalog holds for a name, or None when it
+    cannot say (only then may a corrupt stored copy be replaced; see _Copy)."""
     sealer = _Sealer(data, settings)  # compression runs while the file is hashed
     meta = sealer.meta = envelope.Meta(
         kind="wal",
@@ -252,14 +332,17 @@ def store_bytes(
         sha256=envelope.sha256(data),
         compression=settings.compression,
     )
-    for p in placements:  # a key problem stops the push before anything is written
-        envelope.keyring_for(settings, ctx.name, p.target)
+    # a key problem stops the push before anything is written
+    rings = [envelope.keyring_for(settings, ctx.name, p.target) for p in placements]
     result = PushResult(ctx.name, wal.name, len(data), meta.sha256, ctx.required_copies)
     key = wal_key(ctx.name, wal)
     outcomes: list[CopyOutcome | None] = [None] * len(placements)
 
     def one(i: int) -> None:
-        outcomes[i] = push_to(placements[i], key, sealer, settings)
+        try:
+            outcomes[i] = push_to(placements[i], key, sealer, settings, ctx, rings[i], recorded)
+        except BaseException as exc:  # never a thread traceback in PostgreSQL's log
+            outcomes[i] = CopyOutcome(placements[i].target, "failed", detail=repr(exc)[:300])
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(1, len(placements))]
     for t in threads:
@@ -308,13 +391,33 @@ def push(settings: Settings, cluster: str, path: str) -> PushResult:
     parse_name(os.path.basename(path))
     session = HotSession(settings, cluster)
     try:
-        result, rows, error = store_file(settings, session.ctx, path)
+        result, rows, error = store_file(
+            settings, session.ctx, path, recorded=session.recorded_checksums
+        )
         result.recorded_in = session.record(rows)
     finally:
         session.close()
     if error is not None:
         raise error
+    degraded = describe_degraded(result)
+    if degraded:  # archived, but PostgreSQL's log is where operators look
+        print(f"pgharbor: warning: {degraded}", file=sys.stderr)
     return result
+
+
+def describe_degraded(result: PushResult) -> str | None:
+    """One line when an archived file lacks a copy, or a copy had to be repaired."""
+    notes = [
+        f"{o.target}: {o.detail}"
+        for o in result.outcomes
+        if not o.ok or (o.status == "stored" and o.detail)
+    ]
+    if not notes:
+        return None
+    return (
+        f"{result.name} archived with {result.copies} of {len(result.outcomes)} copies "
+        f"({result.required} required): " + "; ".join(notes)
+    )
 
 
 def push_async(settings: Settings, cluster: str, path: str) -> None:

@@ -18,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from pgharbor.archive.context import HotSession
+from pgharbor.archive.push import describe_degraded, store_file
 from pgharbor.archive.spool import Spool, spawn_pusher
 from pgharbor.errors import PgharborError
 from pgharbor.plain import absolute_path
@@ -59,10 +60,12 @@ class Pusher:
         self.unflushed = 0
 
     def _task(self, name: str) -> tuple[Any, list[dict[str, Any]], PgharborError | None]:
-        from pgharbor.archive.push import store_file
 
         return store_file(
-            self.settings, self.session.ctx, os.path.join(self.pgdata, "pg_wal", name)
+            self.settings,
+            self.session.ctx,
+            os.path.join(self.pgdata, "pg_wal", name),
+            recorded=self.session.recorded_checksums,
         )
 
     def _sweep(self, ready: list[str]) -> None:
@@ -95,21 +98,36 @@ class Pusher:
             if not fut.done():
                 continue
             del self.inflight[name]
+            result = None
             try:
-                _result, rows, error = fut.result()
+                result, rows, error = fut.result()
             except PgharborError as exc:
                 rows, error = [], exc
             except Exception as exc:  # a bug must not kill the pusher: report, retry later
                 log.exception("pushing %s failed unexpectedly", name)
                 rows, error = [], PgharborError(f"internal error: {type(exc).__name__}: {exc}")
             if rows:
-                self.session.state.append_journal(rows)  # durable before the marker
-                self.unflushed += len(rows)
+                try:
+                    self.session.state.append_journal(rows)  # durable before the marker
+                    self.unflushed += len(rows)
+                except Exception as exc:  # the file is stored: its index row waits for sync
+                    log.warning(
+                        "%s: %d copy row(s) not journaled (%s); `pgharbor wal sync %s` "
+                        "records them",
+                        name,
+                        len(rows),
+                        exc,
+                        self.cluster,
+                    )
             if error is None:
                 self.spool.mark_done(name)
                 self.failures.pop(name, None)
                 self.retry_at.pop(name, None)
-                log.info("%s archived", name)
+                degraded = describe_degraded(result) if result is not None else None
+                if degraded:
+                    log.warning("%s", degraded)
+                else:
+                    log.info("%s archived", name)
             else:
                 n = self.failures[name] = self.failures.get(name, 0) + 1
                 self.retry_at[name] = time.monotonic() + min(30.0, 0.5 * 2 ** min(n, 6))
@@ -125,7 +143,7 @@ class Pusher:
             return
         try:
             session = HotSession(self.settings, self.cluster)  # refreshes placements too
-        except PgharborError as exc:
+        except Exception as exc:
             log.warning("catalog and cache unavailable: %s", exc)
             return
         try:
@@ -133,7 +151,7 @@ class Pusher:
                 session.state.flush_journal(session.conn, session.kind, [])
                 self.unflushed = 0
             self.session, self.refreshed = session, now
-        except PgharborError as exc:
+        except Exception as exc:
             log.warning("batch to the catalog failed (rows stay in the journal): %s", exc)
         finally:
             session.close()

@@ -75,7 +75,9 @@ def sync(settings: Settings, cluster: str) -> SyncResult:
                 found = read_archived(settings, sources, wal)
                 if found is None:
                     raise PgharborError(f"{name}: vanished from every source")
-                stored, new_rows, error = store_bytes(settings, ctx, wal, found[0], lacking)
+                stored, new_rows, error = store_bytes(
+                    settings, ctx, wal, found[0], lacking, session.recorded_checksums
+                )
             except PgharborError as exc:
                 result.failed.append(exc.message)
                 continue

@@ -8,7 +8,7 @@ PostgreSQL catalogs built by the real migrations.
 
 from __future__ import annotations
 
-from pgharbor.errors import CatalogError, CatalogUnavailable, NotFound
+from pgharbor.errors import CatalogError, CatalogRejected, CatalogUnavailable, NotFound
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -61,7 +61,9 @@ def connect(cu: CatalogURL, timeout: float) -> Any:
         import sqlite3
 
         try:
-            return sqlite3.connect(f"file:{cu.path}?mode=rw", uri=True, timeout=timeout)
+            conn = sqlite3.connect(f"file:{cu.path}?mode=rw", uri=True, timeout=timeout)
+            conn.execute("PRAGMA foreign_keys = ON")  # as the SQLAlchemy catalog has it
+            return conn
         except sqlite3.Error as exc:
             raise CatalogUnavailable(f"cannot open the catalog {cu.display()}: {exc}") from None
     import psycopg
@@ -81,6 +83,20 @@ def _db_errors() -> tuple[type[BaseException], ...]:
 
     if "psycopg" in sys.modules:
         errors.append(sys.modules["psycopg"].Error)
+    return tuple(errors)
+
+
+def _rejections() -> tuple[type[BaseException], ...]:
+    """Errors that say the rows are wrong (a constraint, a bad value), not the connection:
+    retrying them can never succeed."""
+    import sqlite3
+
+    errors: list[type[BaseException]] = [sqlite3.IntegrityError, sqlite3.DataError]
+    import sys
+
+    if "psycopg" in sys.modules:
+        pg = sys.modules["psycopg"]
+        errors += [pg.IntegrityError, pg.DataError]
     return tuple(errors)
 
 
@@ -122,14 +138,58 @@ def _timestamp(kind: str, value: str) -> Any:
 
 
 def upsert_copies(conn: Any, kind: str, rows: Iterable[Mapping[str, Any]]) -> None:
-    """Insert or update WAL copy rows; an ``ok`` row is never downgraded. Caller commits."""
+    """Insert or update WAL copy rows; an ``ok`` row is never downgraded. Caller commits.
+    CatalogRejected when the catalog refuses the rows themselves (then nothing of this
+    call is kept: roll back), CatalogError when it cannot be reached."""
     params = []
-    for r in rows:
-        values = [r.get(c) for c in COPY_COLUMNS]
-        values[COPY_COLUMNS.index("archived_at")] = _timestamp(kind, str(r["archived_at"]))
-        params.append(tuple(values))
+    try:
+        for r in rows:
+            values = [r.get(c) for c in COPY_COLUMNS]
+            values[COPY_COLUMNS.index("archived_at")] = _timestamp(kind, str(r["archived_at"]))
+            params.append(tuple(values))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CatalogRejected(f"a WAL copy row is malformed: {exc!r}") from None
     try:
         cur = conn.cursor()
         cur.executemany(_sql(kind, _UPSERT), params)
+    except _rejections() as exc:
+        raise CatalogRejected(f"the catalog refused a WAL copy row: {exc}") from None
     except _db_errors() as exc:
         raise CatalogError(f"recording WAL copies in the catalog failed: {exc}") from None
+
+
+def recorded_checksums(conn: Any, kind: str, cluster_id: str, name: str) -> set[str]:
+    """The checksums of the ``ok`` copies the catalog records for one file."""
+    try:
+        cur = conn.cursor()
+        cur.execute(
+            _sql(
+                kind,
+                "SELECT DISTINCT checksum FROM wal_copies "
+                "WHERE cluster_id = %s AND name = %s AND status = 'ok'",
+            ),
+            (cluster_id, name),
+        )
+        found = {str(r[0]) for r in cur.fetchall()}
+        conn.rollback()
+    except _db_errors() as exc:
+        raise CatalogError(f"reading the catalog failed: {exc}") from None
+    return found
+
+
+def recorded_names(conn: Any, kind: str, cluster_id: str) -> set[str]:
+    """Every file name the catalog records an ``ok`` copy of, for one cluster."""
+    try:
+        cur = conn.cursor()
+        cur.execute(
+            _sql(
+                kind,
+                "SELECT DISTINCT name FROM wal_copies WHERE cluster_id = %s AND status = 'ok'",
+            ),
+            (cluster_id,),
+        )
+        found = {str(r[0]) for r in cur.fetchall()}
+        conn.rollback()
+    except _db_errors() as exc:
+        raise CatalogError(f"reading the catalog failed: {exc}") from None
+    return found

@@ -33,14 +33,14 @@ class Catalog:
         self.url = url
 
     # -- targets ---------------------------------------------------------------
-    def add_target(self, name: str, url: str) -> Target:
+    def add_target(self, name: str, url: str, *, target_id: str | None = None) -> Target:
         t = now()
         with self.engine.begin() as conn:
             if conn.execute(sa.select(targets.c.id).where(targets.c.name == name)).first():
                 raise Conflict(f"target {name!r} already exists")
             conn.execute(
                 targets.insert().values(
-                    id=str(uuid.uuid4()),
+                    id=target_id or str(uuid.uuid4()),
                     name=name,
                     url=url,
                     active=True,

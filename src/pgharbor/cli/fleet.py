@@ -41,7 +41,7 @@ def target_add(app: AppContext, name: str, url: str) -> None:
     """Register target NAME at URL."""
     from pgharbor.fleet import add_target
 
-    t = add_target(app.catalog(), name, url)
+    t = add_target(app.catalog(), app.settings, name, url)
     click.echo(f"target {t.name} added ({t.url})")
 
 

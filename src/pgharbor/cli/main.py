@@ -7,7 +7,7 @@ PgharborError: one line on stderr and the error's exit code, never a traceback.
 from __future__ import annotations
 
 import logging
-import sys
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -74,7 +74,9 @@ def _register() -> None:
 def run(argv: list[str]) -> int:
     _register()
     try:
-        cli.main(args=argv, prog_name="pgharbor", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="pgharbor", standalone_mode=False)
+        if isinstance(code, int):  # a command's click.exceptions.Exit(code)
+            return code
     except PgharborError as exc:
         click.echo(exc.line(), err=True)
         return exc.code
@@ -88,12 +90,13 @@ def run(argv: list[str]) -> int:
         return 1
     except BrokenPipeError:
         return 1
-    except Exception as exc:
-        from pgharbor.entry import internal_error
+    except BaseException as exc:  # one line, never a traceback (PGHARBOR_DEBUG=1 shows it)
+        from pgharbor.errors import error_line, exit_code
 
-        return internal_error(exc)
+        click.echo(error_line(exc), err=True)
+        if os.environ.get("PGHARBOR_DEBUG"):
+            import traceback
+
+            traceback.print_exception(exc)
+        return exit_code(exc)
     return 0
-
-
-def main() -> None:
-    sys.exit(run(sys.argv[1:]))

@@ -1,7 +1,10 @@
-"""wal commands. push and fetch normally run through entry.py's lean path; these Click
-versions serve --help and give the same behaviour."""
+"""wal commands. push and fetch (and the resident helpers) always run through entry.py's
+lean path and its exit policy; these Click versions only serve --help, and hand over to
+that same path if they are ever reached."""
 
 from __future__ import annotations
+
+from dataclasses import asdict
 
 import click
 
@@ -26,22 +29,30 @@ def wal() -> None:
 @pass_app
 def wal_push(app: AppContext, use_async: bool, cluster: str, path: str) -> None:
     """Archive the WAL file at PATH. Use as archive_command = 'pgharbor … wal push CLUSTER %p'."""
-    from pgharbor.archive import hotcli
-
-    hotcli.run("push", app.settings, (["--async"] if use_async else []) + [cluster, path])
+    _hot(app, "push", (["--async"] if use_async else []) + [cluster, path])
 
 
 @wal.command("fetch")
+@click.option(
+    "--strict", is_flag=True, help="Exit 99 (not 1) when no target has the file (for a wrapper)."
+)
 @click.argument("cluster")
 @click.argument("name")
 @click.argument("dest")
 @pass_app
-def wal_fetch(app: AppContext, cluster: str, name: str, dest: str) -> None:
+def wal_fetch(app: AppContext, strict: bool, cluster: str, name: str, dest: str) -> None:
     """Restore WAL file NAME to DEST. Use as restore_command = 'pgharbor … wal fetch CLUSTER %f %p'.
-    Exit 1 when no target has it."""
-    from pgharbor.archive.hotcli import fetch_with_prefetch
+    Exit 1 when no target has it; in archive recovery any other failure exits 126."""
+    _hot(app, "fetch", (["--strict"] if strict else []) + [cluster, name, dest])
 
-    fetch_with_prefetch(app.settings, cluster, name, dest)
+
+def _hot(app: AppContext, verb: str, args: list[str]) -> None:
+    from pgharbor.entry import run_hot
+
+    opts = {k: v for k, v in (("catalog", app.catalog_opt), ("config", app.config_opt)) if v}
+    code = run_hot(opts, verb, args)
+    if code:
+        raise click.exceptions.Exit(code)
 
 
 @wal.command("list")
@@ -96,6 +107,49 @@ def wal_sync(app: AppContext, cluster: str, as_json: bool) -> None:
     if r.failed or r.unreachable:
         raise PgharborError(
             f"{len(r.failed)} copies failed, {len(r.unreachable)} placements unreachable: run wal sync again"
+        )
+
+
+@wal.command("verify")
+@click.argument("cluster")
+@click.option(
+    "--repair", is_flag=True, help="Copy each bad copy from a placement whose copy verified."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def wal_verify(app: AppContext, cluster: str, repair: bool, as_json: bool) -> None:
+    """Read back every archived file of CLUSTER from every active placement and check it
+    as a restore would; report missing and corrupt copies, and gaps per timeline."""
+    from pgharbor.archive import verify as v
+    from pgharbor.errors import IntegrityError
+
+    r = v.verify(app.settings, cluster)
+    fixed = v.repair(app.settings, r) if repair and r.bad else None
+    if fixed is not None and not fixed.failed:
+        r.bad = []  # every bad copy was replaced by a verified one
+    if as_json:
+        emit_json({**asdict(r), "ok": r.ok, "repair": fixed})
+    else:
+        good = ", ".join(f"{t} {r.verified.get(t, 0)} good" for t in r.placements)
+        click.echo(f"{r.cluster}: {r.files} archived files; {good}")
+        for b in r.bad:
+            click.echo(f"  {b.target}: {b.name}: {b.problem}")
+        for g in r.gaps:
+            click.echo(
+                f"  gap on timeline {g.timeline}: {g.first}..{g.last} ({g.segments} segments "
+                "with no good copy on any placement)"
+            )
+        for u in r.unreachable:
+            click.echo(f"  unreachable: {u}")
+        if fixed is not None:
+            click.echo(f"repaired {len(fixed.repaired)} copies")
+            for line in fixed.failed:
+                click.echo(f"  not repaired: {line}")
+    if not r.ok:
+        raise IntegrityError(
+            f"{cluster}: {len(r.bad)} bad copies, {len(r.gaps)} gaps, "
+            f"{len(r.unreachable)} placements unreachable",
+            hint=f"pgharbor wal verify {cluster} --repair copies each bad one from a good copy",
         )
 
 

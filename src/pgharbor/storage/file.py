@@ -52,11 +52,11 @@ def _fsync_dir(path: str) -> None:
 
 
 class FileStorage:
-    def __init__(self, url: str, *, fsync: bool = True, timeout: float | None = None) -> None:
+    def __init__(self, url: str, *, timeout: float | None = None) -> None:
         # timeout: accepted for a uniform interface; local and NFS I/O has no timeout.
+        # Durability cannot be turned off: every put is fsynced, file and folder.
         self.url = url
         self.root = tidy_path(_url_path(url))  # a string: pathlib costs the hot path
-        self.fsync = fsync
 
     def __repr__(self) -> str:
         return f"FileStorage({self.url!r})"
@@ -67,6 +67,8 @@ class FileStorage:
     def _error(self, exc: OSError, key: str) -> StorageError:
         where = f"{self.url} ({key})"
         if isinstance(exc, FileNotFoundError):
+            if not os.path.isdir(self.root):  # not "no such object": no storage at all
+                return StorageUnavailable(f"{self.url}: target root {self.root} does not exist")
             return ObjectNotFound(f"{where}: no such object")
         if isinstance(exc, PermissionError):
             return StoragePermissionDenied(f"{where}: permission denied")
@@ -92,8 +94,7 @@ class FileStorage:
                 os.mkdir(d)
             except FileExistsError:
                 continue
-            if self.fsync:
-                _fsync_dir(os.path.dirname(d))
+            _fsync_dir(os.path.dirname(d))
 
     def put(self, key: str, data: bytes, *, overwrite: bool = True) -> None:
         path = self._path(key)
@@ -108,8 +109,7 @@ class FileStorage:
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view) :]
-                if self.fsync:
-                    os.fsync(fd)
+                os.fsync(fd)
             finally:
                 os.close(fd)
             if overwrite:
@@ -121,8 +121,7 @@ class FileStorage:
                     raise ObjectExists(f"{self.url} ({key}): object exists") from None
                 finally:
                     os.unlink(tmp)
-            if self.fsync:
-                _fsync_dir(folder)
+            _fsync_dir(folder)
         except OSError as exc:
             try:  # noqa: SIM105 - no contextlib import on the hot path
                 os.unlink(tmp)

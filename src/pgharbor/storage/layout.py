@@ -1,5 +1,6 @@
 """Key naming on a target. Each cluster owns one folder below the target root:
 
+pgharbor-target.json                        which target this storage is (written at target add)
 <cluster>/cluster.json                      descriptor (identity, written at placement)
 <cluster>/wal/<TTTTTTTTXXXXXXXX>/<name>      WAL segments, .partial, .backup
 <cluster>/wal/history/<TTTTTTTT>.history    timeline history files
@@ -14,8 +15,7 @@ if TYPE_CHECKING:
     from pgharbor.domain.wal import WalName
 
 
-def cluster_prefix(cluster: str) -> str:
-    return f"{cluster}/"
+TARGET_MARKER = "pgharbor-target.json"
 
 
 def descriptor_key(cluster: str) -> str:

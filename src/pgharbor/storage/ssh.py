@@ -1,7 +1,8 @@
 """ssh:// backend: SFTP, ``ssh://USER@HOST:PORT/ROOT/PATH?key_file=..&known_hosts=..&timeout=..``.
 
-Writes go to a temporary name in the destination folder, are fsynced (fsync@openssh.com),
-then renamed with posix-rename@openssh.com, or hard-linked (hardlink@openssh.com) when
+Writes go to a temporary name in the destination folder, are fsynced (fsync@openssh.com;
+a server without it, or refusing it, is refused: nothing is ever counted as stored that
+was not made durable), then renamed with posix-rename@openssh.com, or hard-linked (hardlink@openssh.com) when
 overwriting is not allowed, so an existing object is never replaced. SFTP cannot fsync a
 folder: the durability of the new name rests on the server's filesystem.
 
@@ -182,8 +183,18 @@ class _SFTP(paramiko.SFTPClient):
                     self.reply(pending.popleft())
             while pending:
                 self.reply(pending.popleft())
-            if "fsync@openssh.com" in self.extensions:
+            if "fsync@openssh.com" not in self.extensions:
+                raise StorageError(
+                    "the SFTP server does not offer fsync@openssh.com: a write could not be "
+                    "made durable, so none is made (use an OpenSSH sftp-server or internal-sftp)"
+                )
+            try:
                 self.call(proto.CMD_EXTENDED, "fsync@openssh.com", handle)
+            except OSError as exc:
+                raise StorageError(
+                    f"the SFTP server refused fsync@openssh.com ({exc}): a write that cannot "
+                    "be made durable does not count"
+                ) from None
         except BaseException:
             with suppress(Exception):
                 self.call(proto.CMD_CLOSE, handle)

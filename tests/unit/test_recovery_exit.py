@@ -1,0 +1,291 @@
+"""restore_command fails closed: in archive recovery (recovery.signal) every `wal fetch`
+outcome but "no placement has this file" exits 126, so PostgreSQL stops recovery instead
+of ending it early; a malformed copy on one placement is a reason to try the next one.
+
+Each failure class is caused for real where it can be (malformed stored headers, a
+decompression bomb under an address-space limit, an unreadable config, a prefetch folder
+that is not a folder, Ctrl-C during a hanging connection); "a bug anywhere" is a
+RuntimeError/MemoryError raised inside the command."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pgharbor import envelope
+from pgharbor.archive import hotcli
+from pgharbor.archive.prefetch import fast_restore_command
+from pgharbor.archive.push import push
+from pgharbor.cli.main import run as click_run
+from pgharbor.entry import main
+from tests.fixtures.catalogs import SYSID
+from tests.fixtures.walgen import segment
+from tests.unit.test_push_fetch import Env
+
+SEG1 = "000000010000000000000001"
+SEG9 = "000000010000000000000009"
+PGHARBOR = str(Path(sys.executable).with_name("pgharbor"))
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
+    e = Env(tmp_path)
+    e.data = segment(SEG1, SYSID)  # type: ignore[attr-defined]
+    push(e.settings, "c1", e.wal(SEG1, e.data))  # type: ignore[attr-defined]
+    monkeypatch.setenv("PGHARBOR_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("PGHARBOR_VERBOSE", raising=False)
+    return e
+
+
+def _datadir(tmp: Path, signal_file: str | None = "recovery.signal") -> Path:
+    d = tmp / "pgdata"
+    (d / "pg_wal").mkdir(parents=True, exist_ok=True)
+    (d / "PG_VERSION").write_text("15\n")
+    for f in ("recovery.signal", "standby.signal"):
+        (d / f).unlink(missing_ok=True)
+    if signal_file:
+        (d / signal_file).touch()
+    return d
+
+
+@pytest.fixture
+def recovering(env: Env, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    d = _datadir(env.tmp)
+    monkeypatch.chdir(d)
+    yield d
+
+
+def _fetch(env: Env, name: str = SEG1, *extra: str, pre: tuple[str, ...] = ()) -> int:
+    return main([*pre, "--catalog", env.url, "wal", "fetch", *extra, "c1", name, "pg_wal/X"])
+
+
+def _stored(env: Env, i: int, name: str = SEG1) -> Path:
+    return env.roots[i] / "c1" / "wal" / name[:16] / name
+
+
+def _rewrite_header(path: Path, **changes: object) -> None:
+    blob = path.read_bytes()
+    end = envelope.header_length(blob)
+    head = json.loads(blob[envelope.PREFIX : end])
+    head.update(changes)
+    raw = json.dumps(head).encode()
+    path.write_bytes(envelope.MAGIC + len(raw).to_bytes(4, "little") + raw + blob[end:])
+
+
+BAD_FIELDS = [
+    {"size": "abc"},
+    {"size": 1.5},
+    {"size": 10**30},
+    {"size": {}},
+    {"size": True},
+    {"size": -1},
+    {"name": 7},
+    {"sha256": ["x"]},
+    {"compression": None},
+]
+
+
+@pytest.mark.parametrize(
+    "change", BAD_FIELDS, ids=lambda c: f"{next(iter(c))}={c[next(iter(c))]!r}"[:40]
+)
+def test_malformed_header_on_one_target_falls_back(
+    env: Env, recovering: Path, change: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _rewrite_header(_stored(env, 0), **change)
+    assert _fetch(env) == 0
+    assert (recovering / "pg_wal" / "X").read_bytes() == env.data  # type: ignore[attr-defined]
+    err = capsys.readouterr().err
+    assert err.count("pgharbor: warning:") == 1 and "t1:" in err  # degraded, said once
+
+
+@pytest.mark.parametrize("change", BAD_FIELDS[:4], ids=lambda c: repr(c)[:30])
+def test_malformed_everywhere_stops_recovery_but_not_a_standby(
+    env: Env, recovering: Path, change: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    for i in (0, 1):
+        _rewrite_header(_stored(env, i), **change)
+    assert _fetch(env) == 126
+    assert "stopping recovery rather than ending it early" in capsys.readouterr().err
+    assert not (recovering / "pg_wal" / "X").exists()
+    _datadir(env.tmp, "standby.signal")  # a standby retries: never 126
+    assert _fetch(env) == 10
+    _datadir(env.tmp, None)  # not in recovery at all
+    assert _fetch(env) == 10
+
+
+def test_only_not_archived_ends_recovery(env: Env, recovering: Path) -> None:
+    assert _fetch(env) == 0
+    assert _fetch(env, SEG9) == 1
+    assert _fetch(env, SEG9, "--strict") == 99  # for the restore_command's shell wrapper
+    away = env.tmp / "t1-away"
+    env.roots[0].rename(away)  # t1 is gone (its file system unmounted, mount point removed)
+    assert _fetch(env, SEG9) == 126  # "not on t2" is not "not archived" while t1 is away
+    env.roots[0].mkdir()  # the bare mount point: answers "not found" to everything
+    assert _fetch(env, SEG9) == 126  # but it is not the target: its claim is missing
+    env.roots[0].rmdir()
+    away.rename(env.roots[0])
+    assert _fetch(env, SEG9) == 1
+
+
+@pytest.mark.parametrize(
+    "pre",
+    [("-v",), ("--verbose",), ("-v", "--config", "/dev/null"), ("--verbose", "-v")],
+    ids=" ".join,
+)
+def test_any_global_option_takes_the_same_door(
+    env: Env, recovering: Path, pre: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    for i in (0, 1):
+        _stored(env, i).write_bytes(b"garbage")
+    assert _fetch(env, pre=pre) == 126
+    assert _fetch(env, SEG9, pre=pre) == 1
+    assert "not in the archive" in capsys.readouterr().err  # -v says so
+
+
+def test_catalog_option_spellings_and_unknown_options(env: Env, recovering: Path) -> None:
+    args = ["wal", "fetch", "c1", SEG1, "pg_wal/X"]
+    assert main([f"--catalog={env.url}", *args]) == 0
+    assert main(["--catalog", env.url, "-q", *args]) == 126  # unknown: a usage error, fail closed
+    _datadir(env.tmp, None)
+    assert main(["--catalog", env.url, "-q", *args]) == 2
+    assert main(["--catalog"]) == 2  # Click's own usage error, not a hot command
+
+
+def test_unreadable_config_stops_recovery(env: Env, recovering: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("compression_level = [")
+    for config in (str(bad), str(tmp_path / "missing.toml"), str(tmp_path)):
+        assert _fetch(env, pre=("--config", config)) == 126
+    _datadir(env.tmp, None)
+    assert _fetch(env, pre=("--config", str(bad))) == 3
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("a bug"), MemoryError(), KeyError("x")])
+def test_a_bug_anywhere_stops_recovery(
+    env: Env, recovering: Path, monkeypatch: pytest.MonkeyPatch, exc: BaseException
+) -> None:
+    def broken(*args: object) -> None:
+        raise exc
+
+    monkeypatch.setattr(hotcli, "fetch_with_prefetch", broken)
+    assert _fetch(env) == 126
+    _datadir(env.tmp, None)
+    assert _fetch(env) == 70
+
+
+def test_click_path_has_the_same_policy(env: Env, recovering: Path) -> None:
+    for i in (0, 1):
+        _stored(env, i).write_bytes(b"garbage")
+    assert click_run(["--catalog", env.url, "wal", "fetch", "c1", SEG1, "pg_wal/X"]) == 126
+
+
+def test_prefetch_folder_trouble_is_only_a_warning(
+    env: Env, recovering: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (recovering / "pg_wal" / "pgharbor-prefetch").write_text("not a folder")
+    assert _fetch(env) == 0
+    assert (recovering / "pg_wal" / "X").read_bytes() == env.data  # type: ignore[attr-defined]
+    assert "warning: prefetch" in capsys.readouterr().err
+
+
+def _bomb(env: Env) -> None:
+    """t1's copy: 131 KB that decompress to 4 GiB, with a header claiming that size."""
+    import zstandard
+
+    c = zstandard.ZstdCompressor(level=1)
+    chunk = b"\0" * (64 << 20)
+    with c.stream_writer(open(env.tmp / "bomb.zst", "wb"), size=4 << 30) as w:
+        for _ in range(64):
+            w.write(chunk)
+    payload = (env.tmp / "bomb.zst").read_bytes()
+    meta = envelope.read_meta(_stored(env, 0).read_bytes()).replace(size=4 << 30)
+    head = meta.to_json()
+    _stored(env, 0).write_bytes(envelope.MAGIC + len(head).to_bytes(4, "little") + head + payload)
+
+
+def test_decompression_bomb_costs_nothing(env: Env, recovering: Path) -> None:
+    _bomb(env)
+    _rewrite_header(_stored(env, 0), size=16 << 20)  # nor with a size that looks right
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1500 << 20, 1500 << 20))
+
+    proc = subprocess.run(
+        [PGHARBOR, "--catalog", env.url, "wal", "fetch", "c1", SEG1, "pg_wal/X"],
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        cwd=recovering,
+        env={**os.environ, "PGHARBOR_STATE_DIR": str(env.tmp / "state")},
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr  # t2's copy, without a MemoryError
+    assert "frame claims" in proc.stderr
+    assert (recovering / "pg_wal" / "X").read_bytes() == env.data  # type: ignore[attr-defined]
+
+
+def test_ctrl_c_stops_recovery(env: Env, recovering: Path) -> None:
+    fifo = _stored(env, 0)
+    fifo.unlink()
+    os.mkfifo(fifo)  # t1's copy: reading it blocks (a hanging mount)
+    proc = subprocess.Popen(
+        [PGHARBOR, "--catalog", env.url, "wal", "fetch", "c1", SEG1, "pg_wal/X"],
+        cwd=recovering,
+        env={**os.environ, "PGHARBOR_STATE_DIR": str(env.tmp / "state")},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline, blocked = time.monotonic() + 20, 0
+    while time.monotonic() < deadline and blocked < 3:  # until it sits in the FIFO's open
+        blocked = blocked + 1 if _syscall(proc.pid) == "257" else 0  # openat (x86_64)
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 126, err
+    assert "interrupted" in err and "Traceback" not in err
+
+
+def _syscall(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/syscall").read_text().split(" ", 1)[0]
+    except OSError:
+        return ""
+
+
+@pytest.mark.parametrize(
+    ("signal_file", "expected"), [("recovery.signal", 126), ("standby.signal", 1), (None, 126)]
+)
+def test_restore_command_wrapper_fails_closed_before_pgharbor_runs(
+    tmp_path: Path, signal_file: str | None, expected: int
+) -> None:
+    """An installation that fails before any pgharbor code runs (an ImportError exits 1,
+    PostgreSQL's "not found"): the generated restore_command still stops recovery."""
+    d = _datadir(tmp_path, signal_file)
+    broken = f"{shlex.quote(sys.executable)} -c 'import pgharbor_not_installed'"
+    cmd = fast_restore_command(broken, "c1").replace("%f", SEG1).replace("%p", "pg_wal/X")
+    assert subprocess.run(["sh", "-c", cmd], cwd=d, check=False).returncode == expected
+
+
+def test_restore_command_wrapper_passes_answers_through(env: Env) -> None:
+    d = _datadir(env.tmp)
+    prefix = f"PGHARBOR_STATE_DIR={env.tmp / 'state'} {PGHARBOR} --catalog {env.url}"
+
+    def rc(name: str) -> int:
+        cmd = fast_restore_command(prefix, "c1").replace("%f", name).replace("%p", "pg_wal/X")
+        return subprocess.run(["sh", "-c", cmd], cwd=d, check=False).returncode
+
+    assert rc(SEG1) == 0 and (d / "pg_wal" / "X").read_bytes() == env.data  # type: ignore[attr-defined]
+    assert rc(SEG9) == 1  # not archived: PostgreSQL's "not found"
+    for i in (0, 1):
+        _stored(env, i).write_bytes(b"garbage")
+    assert rc(SEG1) == 126
