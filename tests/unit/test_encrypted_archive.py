@@ -236,3 +236,27 @@ def test_per_target_key_wins(env: Env, tmp_path: Path, monkeypatch: pytest.Monke
     out = env.tmp / "out"
     assert fetch(s, "c1", SEGS[0], str(out)).target == "t2"
     assert out.read_bytes() == data
+
+
+def test_planted_plaintext_wal_is_refused_when_encryption_is_on(env: Env, tmp_path: Path) -> None:
+    """Whoever can write to a target cannot hand PostgreSQL a WAL file of their own: with a
+    key configured, a plaintext object under a WAL name is refused (D14)."""
+    s = with_keys(env, {"encryption_key_file": str(new_key(tmp_path, "k"))})
+    data = marked_segment(SEGS[0])
+    push(s, "c1", env.wal(SEGS[0], data))
+    planted = marked_segment(SEGS[0])  # valid WAL, other contents
+    meta = envelope.Meta(
+        "wal",
+        SEGS[0],
+        "c1",
+        envelope.read_meta(stored(env, 0, SEGS[0]).read_bytes()).cluster_id,
+        str(SYSID),
+        size=len(planted),
+        sha256=envelope.sha256(planted),
+    )
+    for root in (0, 1):
+        stored(env, root, SEGS[0]).write_bytes(envelope.seal(meta, planted))
+    out = env.tmp / "out"
+    with pytest.raises(StorageError, match="not encrypted, and encryption is required"):
+        fetch(s, "c1", SEGS[0], str(out))
+    assert not out.exists()

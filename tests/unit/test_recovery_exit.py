@@ -9,7 +9,6 @@ RuntimeError/MemoryError raised inside the command."""
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import shlex
@@ -29,6 +28,7 @@ from pgharbor.archive.push import push
 from pgharbor.cli.main import run as click_run
 from pgharbor.entry import main
 from tests.fixtures.catalogs import SYSID
+from tests.fixtures.tamper import rewrite_header
 from tests.fixtures.walgen import segment
 from tests.unit.test_push_fetch import Env
 
@@ -73,15 +73,6 @@ def _stored(env: Env, i: int, name: str = SEG1) -> Path:
     return env.roots[i] / "c1" / "wal" / name[:16] / name
 
 
-def _rewrite_header(path: Path, **changes: object) -> None:
-    blob = path.read_bytes()
-    end = envelope.header_length(blob)
-    head = json.loads(blob[envelope.PREFIX : end])
-    head.update(changes)
-    raw = json.dumps(head).encode()
-    path.write_bytes(envelope.MAGIC + len(raw).to_bytes(4, "little") + raw + blob[end:])
-
-
 BAD_FIELDS = [
     {"size": "abc"},
     {"size": 1.5},
@@ -101,7 +92,7 @@ BAD_FIELDS = [
 def test_malformed_header_on_one_target_falls_back(
     env: Env, recovering: Path, change: dict[str, object], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _rewrite_header(_stored(env, 0), **change)
+    rewrite_header(_stored(env, 0), **change)
     assert _fetch(env) == 0
     assert (recovering / "pg_wal" / "X").read_bytes() == env.data  # type: ignore[attr-defined]
     err = capsys.readouterr().err
@@ -113,7 +104,7 @@ def test_malformed_everywhere_stops_recovery_but_not_a_standby(
     env: Env, recovering: Path, change: dict[str, object], capsys: pytest.CaptureFixture[str]
 ) -> None:
     for i in (0, 1):
-        _rewrite_header(_stored(env, i), **change)
+        rewrite_header(_stored(env, i), **change)
     assert _fetch(env) == 126
     assert "stopping recovery rather than ending it early" in capsys.readouterr().err
     assert not (recovering / "pg_wal" / "X").exists()
@@ -215,7 +206,7 @@ def _bomb(env: Env) -> None:
 
 def test_decompression_bomb_costs_nothing(env: Env, recovering: Path) -> None:
     _bomb(env)
-    _rewrite_header(_stored(env, 0), size=16 << 20)  # nor with a size that looks right
+    rewrite_header(_stored(env, 0), size=16 << 20)  # nor with a size that looks right
 
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (1500 << 20, 1500 << 20))

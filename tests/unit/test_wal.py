@@ -126,3 +126,23 @@ def test_text_files() -> None:
         wal.validate_text_file(
             wal.parse_name("000000010000000000000002.00000028.backup"), b"hello\n"
         )
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "ok"),
+    [
+        ("00000003.history", "1\t0/3000000\treason\n2\t0/5000000\treason\n", True),
+        ("00000004.history", "1\t0/3000000\tx\n3\t0/5000000\tx\n", True),  # 2 died young
+        ("00000002.history", "2\t0/3000000\tx\n", False),  # its own timeline
+        ("00000002.history", "5\t0/3000000\tx\n", False),  # a newer timeline
+        ("00000003.history", "2\t0/3000000\tx\n1\t0/2000000\tx\n", False),  # out of order
+        ("00000003.history", "1\t0/5000000\tx\n2\t0/3000000\tx\n", False),  # LSN goes back
+    ],
+)
+def test_history_files_must_fit_their_timeline(name: str, text: str, ok: bool) -> None:
+    check = lambda: wal.validate_text_file(wal.parse_name(name), text.encode())  # noqa: E731
+    if ok:
+        check()
+    else:
+        with pytest.raises(WalValidationError, match="does not fit"):
+            check()

@@ -234,6 +234,9 @@ def validate_text_file(wal: WalName, data: bytes) -> None:
     if wal.kind is WalKind.BACKUP and "START WAL LOCATION" not in text:
         raise WalValidationError(f"{wal.name}: not a backup history file (no START WAL LOCATION)")
     if wal.kind is WalKind.HISTORY:
+        # each line: an ancestor timeline and where it ended; ancestors are older than
+        # this timeline and listed oldest first, their switch points in WAL order
+        last_tli, last_lsn = 0, -1
         for line in text.splitlines():
             line = line.strip()
             if not line or line.startswith("#"):
@@ -241,4 +244,10 @@ def validate_text_file(wal: WalName, data: bytes) -> None:
             fields = line.split(None, 2)
             if len(fields) < 2 or not fields[0].isdigit():
                 raise WalValidationError(f"{wal.name}: malformed timeline history line {line!r}")
-            parse_lsn(fields[1])
+            tli, lsn = int(fields[0]), parse_lsn(fields[1])
+            if not last_tli < tli < wal.timeline or lsn < last_lsn:
+                raise WalValidationError(
+                    f"{wal.name}: history line {line!r} does not fit timeline {wal.timeline}'s "
+                    "history (ancestors must be older timelines, in order)"
+                )
+            last_tli, last_lsn = tli, lsn
