@@ -105,13 +105,13 @@ def test_required_copies_above_the_active_placements_are_refused(
     line = _fails(tmp_path, 2, "--catalog", url, "cluster", "set", "c1", "--required-copies", "3")
     assert "has 2 active placement(s): it cannot require 3 copies" in line, line
     assert cat.cluster("c1").required_copies == 1
-    assert _cli(tmp_path, "--catalog", url, "cluster", "set", "c1", "--required-copies", "2")
-    assert cat.cluster("c1").required_copies == 2
+    proc = _cli(tmp_path, "--catalog", url, "cluster", "set", "c1", "--required-copies", "2")
+    assert proc.returncode == 0 and cat.cluster("c1").required_copies == 2, proc.stderr
     # no placements yet: the default of one copy stays possible, more is refused
     line = _fails(tmp_path, 2, "--catalog", url, "cluster", "set", "c2", "--required-copies", "2")
     assert "has 0 active placement(s): it cannot require 2 copies" in line, line
     proc = _cli(tmp_path, "--catalog", url, "cluster", "set", "c2", "--required-copies", "1")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0 and cat.cluster("c2").required_copies == 1, proc.stderr
 
 
 def test_rows_stored_before_credentials_were_refused_are_shown_redacted(
