@@ -118,7 +118,7 @@ class ProcWatch:
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._sample()
-            time.sleep(0.02)
+            time.sleep(0.05)
 
     @contextmanager
     def running(self) -> Iterator[None]:

@@ -76,8 +76,8 @@ def _sqlite_engine(cu: CatalogURL, timeout: float, create: bool) -> Engine:
         )
     uri = f"file:{urllib.parse.quote(path)}?mode=rw"
 
-    def connect() -> sqlite3.Connection:
-        return sqlite3.connect(uri, uri=True, timeout=timeout)
+    def connect() -> sqlite3.Connection:  # as SQLAlchemy opens a file database, but rw
+        return sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False)
 
     engine = sa.create_engine("sqlite://", creator=connect, poolclass=sa.pool.NullPool)
 
