@@ -1,8 +1,9 @@
 """Bad input costs nothing, and listings keep secrets: the real command line on SQLite
 catalogs (no servers). A missing catalog is never created by a read, a file that is not
 SQLite is one line, a catalog is created 0600, required copies cannot exceed the active
-placements, rows stored before credentials were refused are shown redacted, and the
-commands pgharbor prints for PostgreSQL never carry the catalog password."""
+placements, rows stored before credentials were refused are shown redacted, the
+commands pgharbor prints for PostgreSQL never carry the catalog password, a resident
+helper gets it in its environment (its log 0600), and key generate syncs the folder."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import json
 import logging
 import os
 import shutil
+import signal
+import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -182,6 +186,52 @@ def test_commands_for_postgresql_never_carry_the_catalog_password(
     with pytest.raises(ConfigError) as info:
         command_lines(odd, c1, True)
     assert CANARY not in info.value.message
+
+
+def _process_with(word: str, timeout: float = 20) -> int:
+    """The pid of the process whose command line holds ``word`` (waits for it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if word.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return int(pid)
+            except OSError:
+                continue
+        time.sleep(0.05)
+    raise AssertionError(f"no process with {word} in its command line")
+
+
+def test_a_helper_gets_the_catalog_in_its_environment_not_its_command_line(
+    tmp_path: Path,
+) -> None:
+    """A real helper, started as wal push/fetch start it; it waits on its config file
+    (a FIFO) while its command line and environment are read."""
+    from pgharbor.archive.daemon import spawn
+    from pgharbor.settings import Settings
+
+    config = tmp_path / "pgharbor.toml"
+    os.mkfifo(config)
+    pgdata, log = tmp_path / "pgdata", tmp_path / "helper.log"
+    pgdata.mkdir()
+    catalog = f"postgresql://harbor:{CANARY}@db.example/catalog"
+    settings = Settings(catalog=catalog, config_file=str(config))
+    umask = os.umask(0o022)
+    try:
+        spawn(settings, "prefetcher", "c1", str(pgdata), str(log))
+    finally:
+        os.umask(umask)
+    pid = _process_with(str(config))
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert CANARY.encode() not in b" ".join(cmdline), cmdline
+        assert b"--config" in cmdline and str(config).encode() in cmdline, cmdline
+        assert f"PGHARBOR_CATALOG={catalog}".encode() in environ
+        assert stat.S_IMODE(log.stat().st_mode) == 0o600  # whatever the umask
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
 
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
