@@ -308,7 +308,8 @@ def keyring(settings: Settings, cluster: str, target: str | None = None) -> Keyr
 
 
 def generate_key_file(path: str | os.PathLike[str]) -> Key:
-    """Write a new random key (64 hex characters) to a new file with mode 0600."""
+    """Write a new random key (64 hex characters) to a new file with mode 0600, durably
+    (the file and its folder are fsynced)."""
     p = tidy_path(os.path.expanduser(os.fspath(path)))
     master = os.urandom(KEY_BYTES)
     try:
@@ -325,4 +326,7 @@ def generate_key_file(path: str | os.PathLike[str]) -> Key:
         os.fsync(fd)
     finally:
         os.close(fd)
+    from pgharbor.storage.file import _fsync_dir  # the one folder fsync there is
+
+    _fsync_dir(os.path.dirname(p) or ".")  # the new name is durable too, not only its bytes
     return Key(master, f"key file {p}")

@@ -6,6 +6,7 @@ The CLI calls these; they take a Catalog and Settings explicitly and return mode
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shlex
 import shutil
@@ -15,7 +16,8 @@ from dataclasses import dataclass
 
 from pgharbor.catalog.models import Cluster, Placement, Target
 from pgharbor.catalog.repo import Catalog, now
-from pgharbor.errors import Conflict, UsageError
+from pgharbor.catalog.urls import parse_catalog_url, redact_conninfo, strip_password
+from pgharbor.errors import ConfigError, Conflict, UsageError
 from pgharbor.pg import identity
 from pgharbor.plain import absolute_path
 from pgharbor.settings import Settings
@@ -24,6 +26,7 @@ from pgharbor.storage.claim import CLUSTER_FORMAT, TARGET_FORMAT, read_json
 from pgharbor.storage.factory import open_storage, validate_url
 from pgharbor.storage.layout import TARGET_MARKER, descriptor_key
 
+log = logging.getLogger(__name__)
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
@@ -120,21 +123,67 @@ class Registration:
     adopted_fingerprint: bool
 
 
+PASSWORD_HINT = (
+    "put the password in ~/.pgpass of the OS user that runs pgharbor (mode 0600), or in "
+    "the file PGPASSFILE or passfile=… names, or use a service file (service=…)"
+)
+
+
 def pgharbor_command(settings: Settings, catalog_given: bool) -> str:
     """The command line PostgreSQL should run: this executable, with the same catalog or
-    config file the operator used."""
+    config file the operator used. A catalog the config file supplied is left to that
+    file (--config); one given otherwise is carried with --catalog, but never its
+    password: a note (a log warning) then says where the password must be instead."""
     exe = os.path.abspath(sys.argv[0]) if os.path.basename(sys.argv[0]) == "pgharbor" else None
     exe = exe or shutil.which("pgharbor") or "pgharbor"
     parts = [exe]
     if settings.config_file is not None:
         parts += ["--config", absolute_path(settings.config_file)]
-    if settings.catalog and (catalog_given or settings.config_file is None):
-        parts += ["--catalog", settings.catalog]
+    carry = catalog_given or settings.config_file is None
+    if settings.catalog and carry and settings.catalog_source != "config":
+        url = settings.catalog
+        if parse_catalog_url(url).kind == "postgresql":
+            url, had_password = strip_password(url)
+            if redact_conninfo(url) != url:  # fail closed: never a password in a command
+                raise ConfigError(
+                    "the catalog URL cannot be written into a command line without its password",
+                    hint="set catalog in a config file (mode 0600) and pass --config",
+                )
+            if had_password:
+                log.warning(
+                    "note: the catalog password is left out of this command line: the OS "
+                    "user that runs it (postgres) needs it in its ~/.pgpass (mode 0600), in "
+                    "the file PGPASSFILE names, or in a service file"
+                )
+        parts += ["--catalog", url]
     return " ".join(shlex.quote(p) for p in parts)
 
 
 def conf_line(setting: str, command: str) -> str:
     return f"{setting} = '{command.replace(chr(39), chr(39) * 2)}'"
+
+
+def refuse_dsn_password(dsn: str) -> None:
+    """A DSN is stored in the catalog and shown by cluster list/show: it may name a
+    password file (passfile=) or a service, never hold a password."""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        settings = conninfo_to_dict(dsn)
+    except ProgrammingError as exc:  # libpq's reason may quote a piece of the string
+        reason = str(exc).strip().splitlines()[0] if redact_conninfo(dsn) == dsn else ""
+        raise UsageError(
+            "the DSN is not a valid libpq connection string (key=value settings or a "
+            f"postgresql:// URL){': ' + reason if reason else ''}"
+        ) from None
+    secret = sorted(k for k, v in settings.items() if "password" in k and v)
+    if secret:
+        raise UsageError(
+            f"the DSN holds a password ({', '.join(secret)}): it would be stored in the "
+            "catalog and shown in listings",
+            hint=PASSWORD_HINT,
+        )
 
 
 def register_cluster(
@@ -152,6 +201,7 @@ def register_cluster(
     check_name("cluster", name)
     if required_copies < 1:
         raise UsageError("required copies must be at least 1")
+    refuse_dsn_password(dsn)
     with identity.connect(dsn) as conn:
         ident = identity.read_identity(conn)
         if ident.in_recovery:

@@ -43,16 +43,22 @@ def hold_lock(path: str) -> int | None:
 
 def spawn(settings: Settings, verb: str, cluster: str, pgdata: str, log: str) -> None:
     """Start ``pgharbor wal VERB CLUSTER PGDATA`` detached (its own session, output to
-    ``log``); it exits at once if another instance holds its lock."""
+    ``log``); it exits at once if another instance holds its lock. The catalog URL goes
+    to the helper in its environment (PGHARBOR_CATALOG), never on its command line:
+    every user can read command lines (ps), only the same user /proc/PID/environ."""
     import subprocess  # only here: most runs find the helper already running
+
+    from pgharbor.plain import absolute_path
 
     args = [sys.executable, "-m", "pgharbor.entry"]
     if settings.config_file is not None:
-        args += ["--config", settings.config_file]
-    if settings.catalog:
-        args += ["--catalog", settings.catalog]
+        args += ["--config", absolute_path(settings.config_file)]
     args += ["wal", verb, cluster, pgdata]
-    with open(log, "ab") as out:
+    env = dict(os.environ)
+    if settings.catalog:
+        env["PGHARBOR_CATALOG"] = settings.catalog
+    out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
         subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
@@ -61,4 +67,7 @@ def spawn(settings: Settings, verb: str, cluster: str, pgdata: str, log: str) ->
             start_new_session=True,
             close_fds=True,
             cwd=pgdata,
+            env=env,
         )
+    finally:
+        os.close(out)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
+import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,39 +41,73 @@ def head_revision() -> str:
     return head
 
 
-def make_engine(url: str, *, timeout: float = 10.0) -> tuple[Engine, CatalogURL]:
+def make_engine(
+    url: str, *, timeout: float = 10.0, create: bool = True
+) -> tuple[Engine, CatalogURL]:
+    """An engine for the catalog at ``url`` (nothing is connected yet). A SQLite file is
+    created (mode 0600: the catalog is nobody else's business) only with ``create`` (the
+    default, for init); without it a missing file is "not initialised" and is never
+    created behind the caller's back (SQLite is opened with mode=rw)."""
     cu = parse_catalog_url(url)
     if cu.kind == "sqlite":
-        assert cu.path is not None
-        folder = os.path.dirname(cu.path)
-        if not os.path.isdir(folder):
-            raise CatalogUnavailable(f"catalog folder {folder} does not exist")
-        engine = sa.create_engine(
-            cu.sqlalchemy_url, connect_args={"timeout": timeout}, poolclass=sa.pool.NullPool
-        )
-
-        @sa.event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: object, _record: object) -> None:
-            cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
-            cur.execute("PRAGMA foreign_keys = ON")
-            cur.close()
-
-    else:
-        engine = sa.create_engine(
-            cu.sqlalchemy_url,
-            connect_args={"connect_timeout": max(1, int(timeout))},
-            poolclass=sa.pool.NullPool,
-        )
+        return _sqlite_engine(cu, timeout, create), cu
+    engine = sa.create_engine(
+        cu.sqlalchemy_url,
+        connect_args={"connect_timeout": max(1, int(timeout))},
+        poolclass=sa.pool.NullPool,
+    )
     return engine, cu
 
 
+def _sqlite_engine(cu: CatalogURL, timeout: float, create: bool) -> Engine:
+    assert cu.path is not None
+    path = cu.path
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        raise CatalogUnavailable(f"catalog folder {folder} does not exist")
+    if create:
+        try:
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        except OSError as exc:
+            raise CatalogUnavailable(f"cannot create the catalog {path}: {exc.strerror}") from None
+    elif not os.path.exists(path):
+        raise CatalogError(
+            f"the catalog {cu.display()} is not initialised", hint="run pgharbor init"
+        )
+    uri = f"file:{urllib.parse.quote(path)}?mode=rw"
+
+    def connect() -> sqlite3.Connection:  # as SQLAlchemy opens a file database, but rw
+        return sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False)
+
+    engine = sa.create_engine("sqlite://", creator=connect, poolclass=sa.pool.NullPool)
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: object, _record: object) -> None:
+        cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    return engine
+
+
 def connect_check(engine: Engine, cu: CatalogURL) -> None:
+    """Reach the catalog, or one clear error: unreachable (5), or, for SQLite, a file
+    that is not a database (4). The SQLite header is read (schema_version), so a file
+    that is not SQLite is caught here and never surfaces as an internal error."""
+    probe = "PRAGMA schema_version" if cu.kind == "sqlite" else "SELECT 1"
     try:
         with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except sa.exc.OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise CatalogUnavailable(f"cannot reach the catalog {cu.display()}: {reason}") from None
+            conn.execute(sa.text(probe))
+    except sa.exc.DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        if isinstance(exc, sa.exc.OperationalError):
+            raise CatalogUnavailable(f"cannot reach the catalog {cu.display()}: {reason}") from None
+        if cu.kind == "sqlite":  # "file is not a database"
+            raise CatalogError(
+                f"the catalog {cu.display()} is not a SQLite database ({reason})",
+                hint="check --catalog, PGHARBOR_CATALOG or catalog in the config file",
+            ) from None
+        raise
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -124,13 +124,27 @@ class Catalog:
 
     def update_cluster(self, name: str, **values: Any) -> Cluster:
         c = self.cluster(name)
-        if "required_copies" in values and values["required_copies"] < 1:
-            raise UsageError("required copies must be at least 1")
+        if "required_copies" in values:
+            self._check_required_copies(name, values["required_copies"])
         with self.engine.begin() as conn:
             conn.execute(
                 clusters.update().where(clusters.c.id == c.id).values(**values, modified_at=now())
             )
         return self.cluster(name)
+
+    def _check_required_copies(self, name: str, required: int) -> None:
+        """More required copies than active placements would fail every wal push (and
+        PostgreSQL would keep its WAL until the disk is full): refused. One copy is
+        always allowed, the default a cluster is registered with."""
+        if required < 1:
+            raise UsageError("required copies must be at least 1")
+        active = sum(p.active for p in self.placements(name))
+        if required > max(active, 1):
+            raise UsageError(
+                f"cluster {name!r} has {active} active placement(s): it cannot require "
+                f"{required} copies",
+                hint="add placements first (pgharbor placement add)",
+            )
 
     def delete_cluster(self, cluster_id: str) -> None:
         with self.engine.begin() as conn:
@@ -262,7 +276,7 @@ def _cluster(r: Any) -> Cluster:
 
 
 def open_catalog(url: str, *, check: bool = True, timeout: float = 10.0) -> Catalog:
-    engine, cu = db.make_engine(url, timeout=timeout)
+    engine, cu = db.make_engine(url, timeout=timeout, create=False)  # only init creates
     if check:
         db.require_current(engine, cu)
     return Catalog(engine, cu)

@@ -2,12 +2,38 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import TYPE_CHECKING
+
 import click
 
 from pgharbor.cli.main import AppContext, pass_app
 from pgharbor.render.output import emit_json, emit_table, fmt_bytes, fmt_time
 
+if TYPE_CHECKING:
+    from pgharbor.catalog.models import Cluster, Placement, Target
+
 json_opt = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+# What listings show: a URL or DSN stored before credentials were refused is redacted
+# (text and JSON alike), so no listing ever prints a password or a secret key.
+def _shown_target(t: Target) -> Target:
+    from pgharbor.storage.factory import shown_url
+
+    return dataclasses.replace(t, url=shown_url(t.url))
+
+
+def _shown_placement(p: Placement) -> Placement:
+    from pgharbor.storage.factory import shown_url
+
+    return dataclasses.replace(p, url=shown_url(p.url))
+
+
+def _shown_cluster(c: Cluster) -> Cluster:
+    from pgharbor.catalog.urls import redact_conninfo
+
+    return dataclasses.replace(c, dsn=redact_conninfo(c.dsn))
 
 
 @click.command()
@@ -50,7 +76,7 @@ def target_add(app: AppContext, name: str, url: str) -> None:
 @pass_app
 def target_list(app: AppContext, as_json: bool) -> None:
     """List targets."""
-    items = app.catalog().targets()
+    items = [_shown_target(t) for t in app.catalog().targets()]
     if as_json:
         emit_json(items)
     else:
@@ -124,6 +150,12 @@ def cluster_add(
         f"PostgreSQL {c.version}, WAL segment {fmt_bytes(c.wal_segment_size)}"
         + (" (kept the id found in its fingerprint)" if reg.adopted_fingerprint else "")
     )
+    if required_copies > 1:
+        click.echo(
+            f"note: a WAL file counts as archived once {required_copies} targets hold it: "
+            f"add {required_copies} placements (pgharbor placement add) before archive_mode "
+            "is on (cluster set refuses more required copies than active placements)"
+        )
     click.echo("Put these lines in its postgresql.conf (archive_mode = on):")
     click.echo(f"  {reg.archive_command}")
     click.echo(f"  {reg.restore_command}")
@@ -134,7 +166,7 @@ def cluster_add(
 @pass_app
 def cluster_list(app: AppContext, as_json: bool) -> None:
     """List clusters."""
-    items = app.catalog().clusters()
+    items = [_shown_cluster(c) for c in app.catalog().clusters()]
     if as_json:
         emit_json(items)
         return
@@ -162,10 +194,10 @@ def cluster_list(app: AppContext, as_json: bool) -> None:
 def cluster_show(app: AppContext, name: str, as_json: bool) -> None:
     """Show one cluster with its placements."""
     cat = app.catalog()
-    c = cat.cluster(name)
-    places = cat.placements(name)
+    c = _shown_cluster(cat.cluster(name))
+    places = [_shown_placement(p) for p in cat.placements(name)]
     if as_json:
-        emit_json({**__import__("dataclasses").asdict(c), "placements": places})
+        emit_json({**dataclasses.asdict(c), "placements": places})
         return
     for label, value in [
         ("name", c.name),
@@ -173,6 +205,7 @@ def cluster_show(app: AppContext, name: str, as_json: bool) -> None:
         ("system identifier", c.system_identifier),
         ("version", f"{c.version} ({c.version_num})"),
         ("host", f"{c.host}:{c.port}"),
+        ("dsn", c.dsn),
         ("data centre", c.idc),
         ("platform", c.platform),
         ("WAL segment size", fmt_bytes(c.wal_segment_size)),
@@ -258,7 +291,7 @@ def placement_add(app: AppContext, cluster_name: str, target_name: str, priority
 @pass_app
 def placement_list(app: AppContext, cluster_name: str, as_json: bool) -> None:
     """List CLUSTER's placements, first tried first."""
-    items = app.catalog().placements(cluster_name)
+    items = [_shown_placement(p) for p in app.catalog().placements(cluster_name)]
     if as_json:
         emit_json(items)
         return

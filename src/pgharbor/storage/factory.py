@@ -46,6 +46,16 @@ def redact_url(url: str) -> str:
     return f"{head}://{netloc}{path}{'?***' if q else ''}"
 
 
+def shown_url(url: str) -> str:
+    """A target URL as listings and reprs show it: unchanged when it is a valid URL
+    without credentials, else redacted (a row stored before credentials were refused)."""
+    try:
+        validate_url(url)
+    except UsageError:
+        return redact_url(url)
+    return url
+
+
 def _refuse_credentials(url: str, parts: Any) -> None:
     from urllib.parse import parse_qsl
 

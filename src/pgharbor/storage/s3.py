@@ -145,7 +145,9 @@ class S3Storage:
         self._s3: S3Client | None = None
 
     def __repr__(self) -> str:
-        return f"S3Storage({_redact(self.url)!r})"
+        from pgharbor.storage.factory import shown_url
+
+        return f"S3Storage({shown_url(self.url)!r})"  # the keys are in self._secrets
 
     # -- plumbing ---------------------------------------------------------------------
 

@@ -405,7 +405,9 @@ class SSHStorage:
         self.root = self.target.root
 
     def __repr__(self) -> str:
-        return f"SSHStorage({self.url!r})"
+        from pgharbor.storage.factory import shown_url
+
+        return f"SSHStorage({shown_url(self.url)!r})"
 
     def _path(self, key: str) -> str:
         return f"{self.root}/{check_key(key)}"
