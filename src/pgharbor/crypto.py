@@ -326,7 +326,7 @@ def generate_key_file(path: str | os.PathLike[str]) -> Key:
         os.fsync(fd)
     finally:
         os.close(fd)
-    from pgharbor.storage.file import _fsync_dir  # the one folder fsync there is
+    from pgharbor.storage.file import fsync_dir  # the one folder fsync there is
 
-    _fsync_dir(os.path.dirname(p) or ".")  # the new name is durable too, not only its bytes
+    fsync_dir(os.path.dirname(p) or ".")  # the new name is durable too, not only its bytes
     return Key(master, f"key file {p}")

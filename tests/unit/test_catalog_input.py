@@ -250,3 +250,17 @@ def test_key_generate_makes_the_new_name_durable(tmp_path: Path) -> None:
     synced = trace.read_text()
     assert f"<{keys}/main.key>) = 0" in synced, synced  # the file
     assert f"<{keys}>) = 0" in synced, synced  # and the folder that holds its name
+
+
+def test_the_hot_path_opens_catalogs_with_odd_characters_in_their_path(tmp_path: Path) -> None:
+    from pgharbor.catalog import lite
+    from pgharbor.catalog.urls import parse_catalog_url
+    from tests.fixtures.catalogs import init_catalog
+
+    folder = tmp_path / "odd %41 # ? name"
+    folder.mkdir()
+    url = f"sqlite:///{folder}/catalog.db"
+    init_catalog(url)
+    conn = lite.connect(parse_catalog_url(url), 1)
+    assert conn.execute("SELECT count(*) FROM clusters").fetchone() == (0,)
+    conn.close()

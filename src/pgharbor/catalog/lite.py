@@ -61,7 +61,8 @@ def connect(cu: CatalogURL, timeout: float) -> Any:
         import sqlite3
 
         try:
-            conn = sqlite3.connect(f"file:{cu.path}?mode=rw", uri=True, timeout=timeout)
+            path = str(cu.path).replace("%", "%25").replace("?", "%3F").replace("#", "%23")
+            conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=timeout)
             conn.execute("PRAGMA foreign_keys = ON")  # as the SQLAlchemy catalog has it
             return conn
         except sqlite3.Error as exc:

@@ -43,7 +43,7 @@ def _url_path(url: str) -> str:
     return unquote(urlsplit(url).path)
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -94,7 +94,7 @@ class FileStorage:
                 os.mkdir(d)
             except FileExistsError:
                 continue
-            _fsync_dir(os.path.dirname(d))
+            fsync_dir(os.path.dirname(d))
 
     def put(self, key: str, data: bytes, *, overwrite: bool = True) -> None:
         path = self._path(key)
@@ -121,7 +121,7 @@ class FileStorage:
                     raise ObjectExists(f"{self.url} ({key}): object exists") from None
                 finally:
                     os.unlink(tmp)
-            _fsync_dir(folder)
+            fsync_dir(folder)
         except OSError as exc:
             try:  # noqa: SIM105 - no contextlib import on the hot path
                 os.unlink(tmp)
