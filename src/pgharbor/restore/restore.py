@@ -1,24 +1,55 @@
-"""restore: rebuild a data directory from a backup and set up recovery to a target."""
+"""restore: rebuild a data directory from a backup and set up recovery to a target.
+
+Order of work, so that a restore stopped at any moment (an error, kill -9, a full disk)
+leaves a data directory that PostgreSQL refuses to start, never one that starts and
+silently replays the wrong thing:
+
+1. plan (backup, timeline, target within the archive), take a ``restore`` lease on every
+   target read (a GC cannot free what is being read), check the whole manifest;
+   nothing is written before this.
+2. disarm: move ``global/pg_control`` and ``backup_label`` to temporary names, remove
+   the signal files; without pg_control the server does not start.
+3. with --delta, remove what the backup does not have (symlinks it does not list, stale
+   WAL, the spool and prefetch folders in pg_wal); only inside the data directory and the
+   tablespace folders.
+4. write every file (pg_control and backup_label under temporary names), the tablespace
+   links, tablespace_map, backup_manifest, the recovery settings and the signal file.
+5. sync; rename backup_label, then pg_control into place: the directory is armed.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
 import shlex
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from pgharbor import faultpoint
+from pgharbor.backup.chunkmap import ChunkMapReader
 from pgharbor.backup.chunks import ChunkCodec
+from pgharbor.backup.lease import Lease
 from pgharbor.backup.manifest import BackupManifest
-from pgharbor.catalog.backups import BackupRepo
 from pgharbor.catalog.repo import Catalog
-from pgharbor.domain.pitr import BackupPoint, RecoveryTarget, choose_backup
-from pgharbor.errors import Conflict, NotFound, UsageError
+from pgharbor.domain.pitr import RecoveryTarget
+from pgharbor.errors import (
+    Busy,
+    Conflict,
+    PgharborError,
+    StorageError,
+    StoragePermissionDenied,
+    UsageError,
+)
+from pgharbor.restore.place import Root
+from pgharbor.restore.plan import plan_restore
 from pgharbor.restore.recovery_conf import recovery_settings, write_recovery
 from pgharbor.restore.source import BackupSource
-from pgharbor.restore.timelines import resolve_timeline
+from pgharbor.restore.validate import STAGED, check_locations, check_manifest
 from pgharbor.restore.writer import Writer
 from pgharbor.settings import Settings
+from pgharbor.storage.base import Storage
 from pgharbor.storage.factory import open_storage
 
 Progress = Callable[[int, int], None]
@@ -35,9 +66,13 @@ class RestoreResult:
     files_unchanged: int = 0
     files_removed: int = 0
     fallbacks: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # symlinks replaced, ...
+    archive_mode: str = "off"
 
 
 def check_pgdata(pgdata: Path, delta: bool) -> None:
+    if pgdata.is_symlink() and not pgdata.exists():
+        raise UsageError(f"{pgdata} is a dangling symlink")
     if pgdata.exists() and not pgdata.is_dir():
         raise UsageError(f"{pgdata} exists and is not a directory")
     if pgdata.exists() and any(pgdata.iterdir()):
@@ -49,23 +84,6 @@ def check_pgdata(pgdata: Path, delta: bool) -> None:
             raise Conflict(
                 f"{pgdata} holds postmaster.pid: stop the server before a --delta restore"
             )
-
-
-def _remove_extra(root: Path, keep: set[Path]) -> int:
-    removed = 0
-    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
-        d = Path(dirpath)
-        for name in filenames + [n for n in dirnames if (d / n).is_symlink()]:
-            p = d / name
-            if p not in keep:
-                p.unlink()
-                removed += 1
-        for name in dirnames:
-            p = d / name
-            if p not in keep and p.is_dir() and not p.is_symlink():
-                os.rmdir(p)
-                removed += 1
-    return removed
 
 
 def primary_timeline(conninfo: str, say: Callable[[str], None]) -> int | None:
@@ -94,6 +112,155 @@ def restore_command_line(settings: Settings, cluster: str) -> str:
     return fast_restore_command(cmd, cluster)
 
 
+def _leases(
+    stack: ExitStack, storages: list[tuple[str, Storage]], owner: str, say: Callable[[str], None]
+) -> list[tuple[str, Storage]]:
+    """A shared restore lease on every target read, held until the end; a target that
+    cannot be reached is not read at all. Busy (a GC holds the target): one clear line."""
+    leased = []
+    for name, storage in storages:
+        try:
+            stack.enter_context(Lease(storage, "restore", owner))
+        except Busy:
+            raise
+        except StorageError as exc:
+            say(f"note: {name}: {exc.message}; not reading from it")
+            continue
+        leased.append((name, storage))
+    if not leased:
+        raise StorageError(f"{owner}: no target holding the backup can be reached")
+    return leased
+
+
+def _locations(
+    m: BackupManifest, mapping: dict[str, str], pgdata: Path, delta: bool
+) -> dict[str, Path]:
+    """Where each tablespace goes. With --delta a folder that is not empty must be the
+    one this data directory already uses for it, or one named by --tablespace-map: a
+    manifest alone never makes a restore clean up a folder of its choosing."""
+    unknown = set(mapping) - {t.location for t in m.tablespaces} - {t.oid for t in m.tablespaces}
+    if unknown:
+        raise UsageError(
+            f"--tablespace-map names no tablespace of the backup: {', '.join(sorted(unknown))}"
+        )
+    locations: dict[str, Path] = {}
+    for t in m.tablespaces:
+        mapped = mapping.get(t.location) or mapping.get(t.oid)
+        location = Path(mapped or t.location)
+        locations[t.oid] = location
+        if not (location.is_dir() and any(location.iterdir())):
+            continue
+        link = pgdata / "pg_tblspc" / t.oid
+        used = link.is_symlink() and os.readlink(link) == str(location)
+        if not delta or not (mapped or used):
+            raise UsageError(
+                f"tablespace folder {location} is not empty"
+                + ("" if not delta else f" and {link} does not point to it"),
+                hint="map it elsewhere with --tablespace-map OLD=NEW"
+                + (", or use --delta" if not delta else ""),
+            )
+    check_locations(pgdata, locations)
+    return locations
+
+
+def _keep(m: BackupManifest) -> dict[str, str]:
+    """What a --delta restore keeps in the data directory: the backup's entries (the
+    staged names for pg_control and backup_label) and the tablespace links."""
+    keep = {f.path: f.type for f in m.files}
+    for final, staged in STAGED.items():
+        if keep.pop(final, None) is not None:
+            keep[staged] = "f"
+    keep.update({f"pg_tblspc/{t.oid}": "l" for t in m.tablespaces})
+    return keep
+
+
+def _disarm(root: Root) -> None:
+    """Make the directory unstartable before changing anything in it: pg_control and
+    backup_label move to their staged names (a --delta restore compares them like any
+    file), the signal files go."""
+    for final, staged in STAGED.items():
+        if root.kind(final) == "f":
+            root.rename(final, staged)
+        else:
+            root.remove(final)
+    for name in ("recovery.signal", "standby.signal"):
+        root.remove(name)
+    if root.kind("global") == "d":
+        root.sync_dir("global")
+    root.sync_dir()
+
+
+def _arm(root: Root) -> None:
+    """The last step: backup_label, then pg_control into place (everything else durable)."""
+    os.sync()
+    root.rename(STAGED["backup_label"], "backup_label")
+    faultpoint.point("restore.before_arm")
+    root.rename(STAGED["global/pg_control"], "global/pg_control")
+    root.sync_dir("global")
+    root.sync_dir()
+
+
+def _incomplete(pgdata: Path, exc: BaseException) -> PgharborError:
+    """One line: what failed, and that the data directory will not start."""
+    tail = f"; {pgdata} is incomplete and will not start"
+    hint = "fix that and run the restore again (with --delta it resumes)"
+    if isinstance(exc, PgharborError):
+        return type(exc)(f"restore failed: {exc}{tail}", hint=hint)
+    assert isinstance(exc, OSError)
+    cls = StoragePermissionDenied if exc.errno in (errno.EACCES, errno.EPERM) else StorageError
+    where = f"{exc.filename}: " if exc.filename else ""
+    return cls(f"restore failed: {where}{exc.strerror or exc}{tail}", hint=hint)
+
+
+@dataclass
+class _Job:
+    """What the write phase needs."""
+
+    pgdata: Path
+    manifest: BackupManifest
+    locations: dict[str, Path]
+    writer: Writer
+    conf: dict[str, str]
+    standby: bool
+    delta: bool
+
+
+def _write(job: _Job) -> tuple[int, list[str]]:
+    """Steps 2 to 5 (see the module); returns the entries removed and the notes."""
+    m, removed = job.manifest, 0
+    with ExitStack() as stack:
+        root = stack.enter_context(Root(job.pgdata))
+        spaces = {oid: stack.enter_context(Root(loc)) for oid, loc in job.locations.items()}
+        _disarm(root)
+        faultpoint.point("restore.disarmed")
+        if job.delta:
+            removed += root.prune(_keep(m))
+            for t in m.tablespaces:
+                keep = {f.path: f.type for f in t.files}
+                tops = {p for p, k in keep.items() if "/" not in p}
+                removed += sum(
+                    spaces[t.oid].prune(keep, top) for top in tops if spaces[t.oid].kind(top) == "d"
+                )
+        faultpoint.point("restore.pruned")
+        job.writer.tree(root, m.files)
+        for t in m.tablespaces:
+            job.writer.tree(spaces[t.oid], t.files)
+        job.writer.finish()
+        faultpoint.point("restore.written")
+        for t in m.tablespaces:
+            root.symlink(f"pg_tblspc/{t.oid}", str(job.locations[t.oid]))
+        if m.tablespaces:
+            lines = "".join(f"{t.oid} {job.locations[t.oid]}\n" for t in m.tablespaces)
+            root.write_file("tablespace_map", lines.encode())
+        root.write_file("backup_manifest", m.pg_manifest.encode())
+        write_recovery(root, job.conf, standby=job.standby)
+        faultpoint.point("restore.configured")
+        _arm(root)
+        os.fchmod(root.fd, 0o700)
+        notes = root.notes + [n for s in spaces.values() for n in s.notes]
+    return removed, notes
+
+
 def restore(
     catalog: Catalog,
     settings: Settings,
@@ -106,6 +273,7 @@ def restore(
     primary_conninfo: str | None = None,
     tablespace_map: dict[str, str] | None = None,
     delta: bool = False,
+    archive_mode: str | None = None,
     progress: Progress = lambda d, t: None,
     say: Callable[[str], None] = lambda s: None,
 ) -> RestoreResult:
@@ -116,6 +284,7 @@ def restore(
         )
     if standby and target.kind not in ("end",):
         raise UsageError("--standby follows the primary: it takes no recovery target")
+    archive_mode = archive_mode or ("preserve" if standby else "off")
     pgdata = pgdata.absolute()
     check_pgdata(pgdata, delta)
     cluster = catalog.cluster(cluster_name)
@@ -123,99 +292,59 @@ def restore(
         tli = primary_timeline(primary_conninfo, say)
         if tli is not None:
             target = replace(target, timeline=str(tli))
-    repo = BackupRepo(catalog)
     places = [p for p in catalog.placements(cluster_name) if p.active]
-    timeline, history = resolve_timeline(settings, cluster, places, target, repo)
-    if backup_id:
-        chosen = repo.get(cluster_name, backup_id)
-        if chosen.status != "ok":
-            raise Conflict(f"backup {backup_id} is {chosen.status}, not usable")
-    else:
-        points = [
-            BackupPoint(b.id, b.timeline or 1, b.stop_lsn or "0/0", b.stop_time, b.stop_xmin)
-            for b in repo.for_cluster(cluster_name, status="ok")
-            if b.stop_time and b.stop_lsn
-        ]
-        if not points:
-            raise NotFound(
-                f"cluster {cluster_name!r} has no usable backup",
-                hint=f"pgharbor backup create {cluster_name}",
-            )
-        chosen = repo.get(cluster_name, choose_backup(points, target, history).id)
+    plan = plan_restore(catalog, settings, cluster, places, target, backup_id)
+    chosen = plan.backup
+    point = f" (restore point at {plan.point.lsn})" if plan.point else ""
     say(
         f"restoring backup {chosen.id} (ends {chosen.stop_lsn}, timeline {chosen.timeline}) "
-        f"to {target.describe()} on timeline {timeline}"
+        f"to {target.describe()}{point} on timeline {plan.timeline}"
     )
-    holders = {name for _, name, status in repo.copies(chosen.id) if status == "ok"}
-    storages = [
-        (p.target, open_storage(p.url, settings.target_options(p.target)))
-        for p in places
-        if p.target in holders
-    ]
-    codec = ChunkCodec.for_cluster(settings, cluster.name, [n for n, _ in storages], writing=False)
-    source = BackupSource(storages, codec)
-    m: BackupManifest = source.manifest(cluster.name, chosen.id)
-    if m.system_identifier != cluster.system_identifier:
-        raise Conflict(
-            f"backup {chosen.id} belongs to system {m.system_identifier}, not {cluster.system_identifier}"
+    from pgharbor.catalog.backups import BackupRepo
+
+    holders = {name for _, name, status in BackupRepo(catalog).copies(chosen.id) if status == "ok"}
+    with ExitStack() as stack:
+        storages = [
+            (p.target, open_storage(p.url, settings.target_options(p.target)))
+            for p in places
+            if p.target in holders
+        ]
+        storages = _leases(stack, storages, f"restore {cluster.name}/{chosen.id}", say)
+        codec = ChunkCodec.for_cluster(
+            settings, cluster.name, [n for n, _ in storages], writing=False
         )
-    mapping = dict(tablespace_map or {})
-    unknown = set(mapping) - {t.location for t in m.tablespaces} - {t.oid for t in m.tablespaces}
-    if unknown:
-        raise UsageError(
-            f"--tablespace-map names no tablespace of the backup: {', '.join(sorted(unknown))}"
-        )
-    locations = {
-        t.oid: Path(mapping.get(t.location) or mapping.get(t.oid) or t.location)
-        for t in m.tablespaces
-    }
-    for location in locations.values():
-        if location.exists() and any(location.iterdir()) and not delta:
-            raise UsageError(
-                f"tablespace folder {location} is not empty",
-                hint="map it elsewhere with --tablespace-map OLD=NEW, or use --delta",
+        source = BackupSource(storages, codec)
+        stack.callback(source.close)
+        m = check_manifest(source.manifest(cluster.name, chosen.id))
+        if m.system_identifier != cluster.system_identifier:
+            raise Conflict(
+                f"backup {chosen.id} belongs to system {m.system_identifier}, not {cluster.system_identifier}"
             )
-    writer = Writer(
-        source, source.chunkmap(m), codec, m.chunk_size, delta, progress, m.logical_bytes
-    )
-    try:
-        keep = writer.tree(pgdata, m.files)
-        trees = {t.oid: writer.tree(locations[t.oid], t.files) for t in m.tablespaces}
-        writer.finish()
-    finally:
-        writer.abort()
-        source.close()
-    removed = _remove_extra(pgdata, keep | {pgdata / "pg_tblspc"}) if delta else 0
-    lines = []
-    for t in m.tablespaces:
-        location = locations[t.oid]
-        if delta:
-            removed += _remove_extra(location, trees[t.oid])
-        link = pgdata / "pg_tblspc" / t.oid
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(location)
-        lines.append(f"{t.oid} {location}\n")
-    if m.tablespaces:
-        (pgdata / "tablespace_map").write_text("".join(lines))
-    (pgdata / "backup_manifest").write_text(m.pg_manifest)
-    conf = recovery_settings(
-        target,
-        restore_command_line(settings, cluster.name),
-        standby=standby,
-        primary_conninfo=primary_conninfo,
-    )
-    write_recovery(pgdata, conf, standby=standby)
-    pgdata.chmod(0o700)
-    os.sync()
+        ids: ChunkMapReader = source.chunkmap(m)
+        locations = _locations(m, dict(tablespace_map or {}), pgdata, delta)
+        writer = Writer(source, ids, codec, m.chunk_size, delta, progress, m.logical_bytes)
+        stack.callback(writer.abort)
+        conf = recovery_settings(
+            target,
+            restore_command_line(settings, cluster.name),
+            standby=standby,
+            primary_conninfo=primary_conninfo,
+            archive_mode=archive_mode,
+        )
+        try:
+            removed, notes = _write(_Job(pgdata, m, locations, writer, conf, standby, delta))
+        except (PgharborError, OSError) as exc:
+            raise _incomplete(pgdata, exc) from None
     return RestoreResult(
         chosen.id,
         str(pgdata),
         target.describe(),
-        timeline,
+        plan.timeline,
         len(m.all_files()),
         writer.written,
         writer.unchanged,
         removed,
         source.fallbacks,
+        notes,
+        archive_mode,
     )
