@@ -113,7 +113,7 @@ def restore_command_line(settings: Settings, cluster: str) -> str:
 
 
 def _leases(
-    stack: ExitStack, storages: list[tuple[str, Storage]], owner: str, say: Callable[[str], None]
+    stack: ExitStack, storages: list[tuple[str, Storage]], owner: str, notes: list[str]
 ) -> list[tuple[str, Storage]]:
     """A shared restore lease on every target read, held until the end; a target that
     cannot be reached is not read at all. Busy (a GC holds the target): one clear line."""
@@ -124,11 +124,14 @@ def _leases(
         except Busy:
             raise
         except StorageError as exc:
-            say(f"note: {name}: {exc.message}; not reading from it")
+            notes.append(f"{name}: {exc.message}; not reading from it")
             continue
         leased.append((name, storage))
     if not leased:
-        raise StorageError(f"{owner}: no target holding the backup can be reached")
+        raise StorageError(
+            f"{owner}: no target holding the backup can be read: "
+            + "; ".join(notes[-len(storages) :])
+        )
     return leased
 
 
@@ -303,13 +306,14 @@ def restore(
     from pgharbor.catalog.backups import BackupRepo
 
     holders = {name for _, name, status in BackupRepo(catalog).copies(chosen.id) if status == "ok"}
+    skipped: list[str] = []
     with ExitStack() as stack:
         storages = [
             (p.target, open_storage(p.url, settings.target_options(p.target)))
             for p in places
             if p.target in holders
         ]
-        storages = _leases(stack, storages, f"restore {cluster.name}/{chosen.id}", say)
+        storages = _leases(stack, storages, f"restore {cluster.name}/{chosen.id}", skipped)
         codec = ChunkCodec.for_cluster(
             settings, cluster.name, [n for n, _ in storages], writing=False
         )
@@ -345,6 +349,6 @@ def restore(
         writer.unchanged,
         removed,
         source.fallbacks,
-        notes,
+        skipped + notes,
         archive_mode,
     )
