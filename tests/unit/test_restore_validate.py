@@ -11,7 +11,7 @@ import pytest
 from pgharbor.backup.manifest import BackupManifest, FileEntry, TablespaceEntry
 from pgharbor.errors import IntegrityError, UsageError
 from pgharbor.restore.place import Root
-from pgharbor.restore.validate import check_locations, check_manifest
+from pgharbor.restore.validate import check_locations, check_manifest, tablespace_locations
 
 CHUNK = 65536
 
@@ -20,6 +20,7 @@ def _manifest(
     files: list[FileEntry], spaces: list[TablespaceEntry] | None = None
 ) -> BackupManifest:
     base = [
+        FileEntry("backup_label", "f", 0o600, 0),
         FileEntry("PG_VERSION", "f", 0o600, 3, first_chunk=0),
         FileEntry("global", "d", 0o700),
         FileEntry("global/pg_control", "f", 0o600, 8192, first_chunk=1),
@@ -136,6 +137,26 @@ def test_locations(location: str, reason: str) -> None:
         check_locations(Path("/data/pg"), {"1": Path(location)})
     with pytest.raises(UsageError, match="overlaps tablespace"):
         check_locations(Path("/data/pg"), {"1": Path("/srv/a"), "2": Path("/srv/a/b")})
+
+
+def test_non_empty_tablespace_folders(tmp_path: Path) -> None:
+    pgdata = tmp_path / "data"
+    (pgdata / "pg_tblspc").mkdir(parents=True)
+    used, other = tmp_path / "used", tmp_path / "other"
+    (used / "PG_15_1").mkdir(parents=True)
+    other.mkdir()
+    (other / ".ssh").touch()
+    (pgdata / "pg_tblspc" / "1").symlink_to(used)
+    m = _manifest([], [TablespaceEntry("1", str(used), []), TablespaceEntry("2", str(other), [])])
+    with pytest.raises(UsageError, match=f"{used} is not empty") as info:
+        tablespace_locations(m, {}, pgdata, delta=False)
+    assert "or use --delta" in info.value.message
+    with pytest.raises(UsageError, match=f"{other} is not empty and .*pg_tblspc/2 does not"):
+        tablespace_locations(m, {}, pgdata, delta=True)  # 1 is the one in use: fine
+    where = tablespace_locations(m, {str(other): str(other)}, pgdata, delta=True)
+    assert where == {"1": used, "2": other}  # named by --tablespace-map: the operator's choice
+    with pytest.raises(UsageError, match="names no tablespace"):
+        tablespace_locations(m, {"/nope": "/x"}, pgdata, delta=True)
 
 
 def test_root_never_follows_a_symlink(tmp_path: Path) -> None:

@@ -125,7 +125,7 @@ def restore_cmd(
     """Restore CLUSTER into --pgdata and set up recovery (then start the server)."""
     from pgharbor.errors import UsageError
     from pgharbor.render.progress import progress_bar
-    from pgharbor.restore.restore import restore
+    from pgharbor.restore.restore import Options, restore
 
     if primary_conninfo and not standby:
         raise UsageError("--primary-conninfo goes with --standby")
@@ -152,12 +152,7 @@ def restore_cmd(
             cluster,
             pgdata,
             target,
-            backup_id=backup_id,
-            standby=standby,
-            primary_conninfo=primary_conninfo,
-            tablespace_map=mapping,
-            delta=delta,
-            archive_mode=archive_mode,
+            Options(backup_id, standby, primary_conninfo, mapping, delta, archive_mode),
             progress=progress,
             say=say,
         )

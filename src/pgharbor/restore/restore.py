@@ -32,6 +32,7 @@ from pgharbor.backup.chunkmap import ChunkMapReader
 from pgharbor.backup.chunks import ChunkCodec
 from pgharbor.backup.lease import Lease
 from pgharbor.backup.manifest import BackupManifest
+from pgharbor.catalog.models import Cluster, Placement
 from pgharbor.catalog.repo import Catalog
 from pgharbor.domain.pitr import RecoveryTarget
 from pgharbor.errors import (
@@ -46,7 +47,7 @@ from pgharbor.restore.place import Root
 from pgharbor.restore.plan import plan_restore
 from pgharbor.restore.recovery_conf import recovery_settings, write_recovery
 from pgharbor.restore.source import BackupSource
-from pgharbor.restore.validate import STAGED, check_locations, check_manifest
+from pgharbor.restore.validate import STAGED, check_manifest, tablespace_locations
 from pgharbor.restore.writer import Writer
 from pgharbor.settings import Settings
 from pgharbor.storage.base import Storage
@@ -135,37 +136,6 @@ def _leases(
     return leased
 
 
-def _locations(
-    m: BackupManifest, mapping: dict[str, str], pgdata: Path, delta: bool
-) -> dict[str, Path]:
-    """Where each tablespace goes. With --delta a folder that is not empty must be the
-    one this data directory already uses for it, or one named by --tablespace-map: a
-    manifest alone never makes a restore clean up a folder of its choosing."""
-    unknown = set(mapping) - {t.location for t in m.tablespaces} - {t.oid for t in m.tablespaces}
-    if unknown:
-        raise UsageError(
-            f"--tablespace-map names no tablespace of the backup: {', '.join(sorted(unknown))}"
-        )
-    locations: dict[str, Path] = {}
-    for t in m.tablespaces:
-        mapped = mapping.get(t.location) or mapping.get(t.oid)
-        location = Path(mapped or t.location)
-        locations[t.oid] = location
-        if not (location.is_dir() and any(location.iterdir())):
-            continue
-        link = pgdata / "pg_tblspc" / t.oid
-        used = link.is_symlink() and os.readlink(link) == str(location)
-        if not delta or not (mapped or used):
-            raise UsageError(
-                f"tablespace folder {location} is not empty"
-                + ("" if not delta else f" and {link} does not point to it"),
-                hint="map it elsewhere with --tablespace-map OLD=NEW"
-                + (", or use --delta" if not delta else ""),
-            )
-    check_locations(pgdata, locations)
-    return locations
-
-
 def _keep(m: BackupManifest) -> dict[str, str]:
     """What a --delta restore keeps in the data directory: the backup's entries (the
     staged names for pg_control and backup_label) and the tablespace links."""
@@ -210,9 +180,9 @@ def _incomplete(pgdata: Path, exc: BaseException) -> PgharborError:
     if isinstance(exc, PgharborError):
         return type(exc)(f"restore failed: {exc}{tail}", hint=hint)
     assert isinstance(exc, OSError)
-    cls = StoragePermissionDenied if exc.errno in (errno.EACCES, errno.EPERM) else StorageError
-    where = f"{exc.filename}: " if exc.filename else ""
-    return cls(f"restore failed: {where}{exc.strerror or exc}{tail}", hint=hint)
+    failure = _os_failure(exc, tail)
+    failure.hint = hint
+    return failure
 
 
 @dataclass
@@ -228,6 +198,31 @@ class _Job:
     delta: bool
 
 
+def _prune(root: Root, spaces: dict[str, Root], m: BackupManifest) -> int:
+    """--delta: remove what the backup does not have. In a tablespace folder only below
+    the backup's own version folders (PG_15_…): others may belong to another server."""
+    removed = root.prune(_keep(m))
+    for t in m.tablespaces:
+        keep = {f.path: f.type for f in t.files}
+        space = spaces[t.oid]
+        tops = [p for p in keep if "/" not in p and space.kind(p) == "d"]
+        removed += sum(space.prune(keep, top) for top in tops)
+    return removed
+
+
+def _configure(root: Root, job: _Job) -> None:
+    """Tablespace links and map, PostgreSQL's backup_manifest, the recovery settings and
+    the signal file."""
+    m = job.manifest
+    for t in m.tablespaces:
+        root.symlink(f"pg_tblspc/{t.oid}", str(job.locations[t.oid]))
+    if m.tablespaces:
+        lines = "".join(f"{t.oid} {job.locations[t.oid]}\n" for t in m.tablespaces)
+        root.write_file("tablespace_map", lines.encode())
+    root.write_file("backup_manifest", m.pg_manifest.encode())
+    write_recovery(root, job.conf, standby=job.standby)
+
+
 def _write(job: _Job) -> tuple[int, list[str]]:
     """Steps 2 to 5 (see the module); returns the entries removed and the notes."""
     m, removed = job.manifest, 0
@@ -237,31 +232,68 @@ def _write(job: _Job) -> tuple[int, list[str]]:
         _disarm(root)
         faultpoint.point("restore.disarmed")
         if job.delta:
-            removed += root.prune(_keep(m))
-            for t in m.tablespaces:
-                keep = {f.path: f.type for f in t.files}
-                tops = {p for p, k in keep.items() if "/" not in p}
-                removed += sum(
-                    spaces[t.oid].prune(keep, top) for top in tops if spaces[t.oid].kind(top) == "d"
-                )
+            removed += _prune(root, spaces, m)
         faultpoint.point("restore.pruned")
         job.writer.tree(root, m.files)
         for t in m.tablespaces:
             job.writer.tree(spaces[t.oid], t.files)
         job.writer.finish()
         faultpoint.point("restore.written")
-        for t in m.tablespaces:
-            root.symlink(f"pg_tblspc/{t.oid}", str(job.locations[t.oid]))
-        if m.tablespaces:
-            lines = "".join(f"{t.oid} {job.locations[t.oid]}\n" for t in m.tablespaces)
-            root.write_file("tablespace_map", lines.encode())
-        root.write_file("backup_manifest", m.pg_manifest.encode())
-        write_recovery(root, job.conf, standby=job.standby)
+        _configure(root, job)
         faultpoint.point("restore.configured")
         _arm(root)
         os.fchmod(root.fd, 0o700)
         notes = root.notes + [n for s in spaces.values() for n in s.notes]
     return removed, notes
+
+
+def _source(
+    stack: ExitStack,
+    catalog: Catalog,
+    settings: Settings,
+    cluster: Cluster,
+    places: list[Placement],
+    backup_id: str,
+    notes: list[str],
+) -> tuple[BackupSource, ChunkCodec, BackupManifest]:
+    """The backup's placements under restore leases, and its manifest, checked whole."""
+    from pgharbor.catalog.backups import BackupRepo
+
+    holders = {name for _, name, status in BackupRepo(catalog).copies(backup_id) if status == "ok"}
+    storages = [
+        (p.target, open_storage(p.url, settings.target_options(p.target)))
+        for p in places
+        if p.target in holders
+    ]
+    storages = _leases(stack, storages, f"restore {cluster.name}/{backup_id}", notes)
+    codec = ChunkCodec.for_cluster(settings, cluster.name, [n for n, _ in storages], writing=False)
+    source = BackupSource(storages, codec)
+    stack.callback(source.close)
+    m = check_manifest(source.manifest(cluster.name, backup_id))
+    if m.system_identifier != cluster.system_identifier:
+        raise Conflict(
+            f"backup {backup_id} belongs to system {m.system_identifier}, "
+            f"not {cluster.system_identifier}"
+        )
+    return source, codec, m
+
+
+def _os_failure(exc: OSError, tail: str = "") -> PgharborError:
+    cls = StoragePermissionDenied if exc.errno in (errno.EACCES, errno.EPERM) else StorageError
+    where = f"{exc.filename}: " if exc.filename else ""
+    return cls(f"restore failed: {where}{exc.strerror or exc}{tail}")
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to restore (the command's options)."""
+
+    backup_id: str | None = None
+    standby: bool = False
+    primary_conninfo: str | None = None
+    tablespace_map: dict[str, str] = field(default_factory=dict)
+    delta: bool = False
+    archive_mode: str | None = None  # default: off, preserve for a standby
 
 
 def restore(
@@ -270,13 +302,7 @@ def restore(
     cluster_name: str,
     pgdata: Path,
     target: RecoveryTarget,
-    *,
-    backup_id: str | None = None,
-    standby: bool = False,
-    primary_conninfo: str | None = None,
-    tablespace_map: dict[str, str] | None = None,
-    delta: bool = False,
-    archive_mode: str | None = None,
+    options: Options = Options(),
     progress: Progress = lambda d, t: None,
     say: Callable[[str], None] = lambda s: None,
 ) -> RestoreResult:
@@ -285,58 +311,58 @@ def restore(
             "restore must run as the OS user that will run the server, not root",
             hint="runuser -u postgres -- pgharbor …",
         )
-    if standby and target.kind not in ("end",):
+    if options.standby and target.kind not in ("end",):
         raise UsageError("--standby follows the primary: it takes no recovery target")
-    archive_mode = archive_mode or ("preserve" if standby else "off")
-    pgdata = pgdata.absolute()
-    check_pgdata(pgdata, delta)
+    if options.archive_mode is None:
+        options = replace(options, archive_mode="preserve" if options.standby else "off")
+    try:
+        return _restore(
+            catalog, settings, cluster_name, pgdata.absolute(), target, options, progress, say
+        )
+    except OSError as exc:  # before anything was written (after: _incomplete)
+        raise _os_failure(exc) from None
+
+
+def _restore(
+    catalog: Catalog,
+    settings: Settings,
+    cluster_name: str,
+    pgdata: Path,
+    target: RecoveryTarget,
+    opt: Options,
+    progress: Progress,
+    say: Callable[[str], None],
+) -> RestoreResult:
+    check_pgdata(pgdata, opt.delta)
     cluster = catalog.cluster(cluster_name)
-    if standby and primary_conninfo and target.timeline == "latest":
-        tli = primary_timeline(primary_conninfo, say)
+    if opt.standby and opt.primary_conninfo and target.timeline == "latest":
+        tli = primary_timeline(opt.primary_conninfo, say)
         if tli is not None:
             target = replace(target, timeline=str(tli))
     places = [p for p in catalog.placements(cluster_name) if p.active]
-    plan = plan_restore(catalog, settings, cluster, places, target, backup_id)
-    chosen = plan.backup
+    plan = plan_restore(catalog, settings, cluster, places, target, opt.backup_id)
+    chosen, notes = plan.backup, list[str]()
     point = f" (restore point at {plan.point.lsn})" if plan.point else ""
     say(
         f"restoring backup {chosen.id} (ends {chosen.stop_lsn}, timeline {chosen.timeline}) "
         f"to {target.describe()}{point} on timeline {plan.timeline}"
     )
-    from pgharbor.catalog.backups import BackupRepo
-
-    holders = {name for _, name, status in BackupRepo(catalog).copies(chosen.id) if status == "ok"}
-    skipped: list[str] = []
     with ExitStack() as stack:
-        storages = [
-            (p.target, open_storage(p.url, settings.target_options(p.target)))
-            for p in places
-            if p.target in holders
-        ]
-        storages = _leases(stack, storages, f"restore {cluster.name}/{chosen.id}", skipped)
-        codec = ChunkCodec.for_cluster(
-            settings, cluster.name, [n for n, _ in storages], writing=False
-        )
-        source = BackupSource(storages, codec)
-        stack.callback(source.close)
-        m = check_manifest(source.manifest(cluster.name, chosen.id))
-        if m.system_identifier != cluster.system_identifier:
-            raise Conflict(
-                f"backup {chosen.id} belongs to system {m.system_identifier}, not {cluster.system_identifier}"
-            )
+        source, codec, m = _source(stack, catalog, settings, cluster, places, chosen.id, notes)
         ids: ChunkMapReader = source.chunkmap(m)
-        locations = _locations(m, dict(tablespace_map or {}), pgdata, delta)
-        writer = Writer(source, ids, codec, m.chunk_size, delta, progress, m.logical_bytes)
+        locations = tablespace_locations(m, opt.tablespace_map, pgdata, opt.delta)
+        writer = Writer(source, ids, codec, m.chunk_size, opt.delta, progress, m.logical_bytes)
         stack.callback(writer.abort)
         conf = recovery_settings(
             target,
             restore_command_line(settings, cluster.name),
-            standby=standby,
-            primary_conninfo=primary_conninfo,
-            archive_mode=archive_mode,
+            standby=opt.standby,
+            primary_conninfo=opt.primary_conninfo,
+            archive_mode=opt.archive_mode or "off",
         )
+        job = _Job(pgdata, m, locations, writer, conf, opt.standby, opt.delta)
         try:
-            removed, notes = _write(_Job(pgdata, m, locations, writer, conf, standby, delta))
+            removed, written_notes = _write(job)
         except (PgharborError, OSError) as exc:
             raise _incomplete(pgdata, exc) from None
     return RestoreResult(
@@ -349,6 +375,6 @@ def restore(
         writer.unchanged,
         removed,
         source.fallbacks,
-        skipped + notes,
-        archive_mode,
+        notes + written_notes,
+        opt.archive_mode or "off",
     )

@@ -159,6 +159,10 @@ def check_manifest(m: BackupManifest) -> BackupManifest:
             raise IntegrityError(f"backup {m.id}: manifest has a bad tablespace oid {oid!r}")
     links = {f"pg_tblspc/{oid}" for oid in oids}
     files = _check_tree(m.files, m, "the data directory", links)
+    have = {f.path for f in files if f.type == "f"}
+    for needed in ("PG_VERSION", *STAGED):
+        if needed not in have:
+            raise IntegrityError(f"backup {m.id}: manifest has no {needed}: not a base backup")
     spaces = [
         replace(t, files=_check_tree(t.files, m, f"tablespace {t.oid}", None))
         for t in m.tablespaces
@@ -166,6 +170,38 @@ def check_manifest(m: BackupManifest) -> BackupManifest:
     checked = replace(m, files=files, tablespaces=spaces)
     _check_chunks(checked)
     return checked
+
+
+def tablespace_locations(
+    m: BackupManifest, mapping: dict[str, str], pgdata: Path, delta: bool
+) -> dict[str, Path]:
+    """Where each tablespace goes. A folder that is not empty is refused, and with --delta
+    allowed only when this data directory already uses it for that tablespace
+    (``pg_tblspc/<oid>`` points to it) or --tablespace-map names it: a manifest alone
+    never makes a restore clean up a folder of its choosing."""
+    unknown = set(mapping) - {t.location for t in m.tablespaces} - {t.oid for t in m.tablespaces}
+    if unknown:
+        raise UsageError(
+            f"--tablespace-map names no tablespace of the backup: {', '.join(sorted(unknown))}"
+        )
+    locations: dict[str, Path] = {}
+    for t in m.tablespaces:
+        mapped = mapping.get(t.location) or mapping.get(t.oid)
+        location = Path(mapped or t.location)
+        locations[t.oid] = location
+        if not (location.is_dir() and any(location.iterdir())):
+            continue
+        link = pgdata / "pg_tblspc" / t.oid
+        used = link.is_symlink() and os.readlink(link) == str(location)
+        if not delta or not (mapped or used):
+            raise UsageError(
+                f"tablespace folder {location} is not empty"
+                + (f" and {link} does not point to it" if delta else ""),
+                hint="map it elsewhere with --tablespace-map OLD=NEW"
+                + ("" if delta else ", or use --delta"),
+            )
+    check_locations(pgdata, locations)
+    return locations
 
 
 def check_locations(pgdata: Path, locations: dict[str, Path]) -> None:
