@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -209,3 +210,16 @@ def test_target_within_the_archive() -> None:
     check_reachable(RecoveryTarget(), None, None)  # the end of the archive: nothing to check
     with pytest.raises(NotFound, match="no archived WAL"):
         check_reachable(RecoveryTarget("lsn", "0/1"), None, None)
+
+
+def test_scan_batches_overlap_and_runs_stop_at_gaps() -> None:
+    from pgharbor.restore.points import BATCH, _batches, _runs
+
+    assert _runs([3, 4, 5, 7, 8, 10]) == [[3, 4, 5], [7, 8], [10]]
+    assert _batches([1]) == [[1]]
+    run = list(range(1, 2 * BATCH + 1))
+    batches = _batches(run)
+    assert all(len(b) <= BATCH for b in batches)
+    assert all(a[-1] == b[0] for a, b in itertools.pairwise(batches))  # overlap
+    assert sorted({n for b in batches for n in b}) == run
+    assert _batches(list(range(BATCH))) == [list(range(BATCH))]

@@ -199,3 +199,20 @@ def test_prune_keeps_what_is_listed_and_stays_inside(tmp_path: Path) -> None:
         assert root.prune(keep) == 3
     assert sorted(os.listdir(data)) == ["base"] and os.listdir(data / "base") == ["1"]
     assert (outside / "000000010000000000000001").read_text() == "stale"
+
+
+def test_many_folders_outgrow_the_descriptor_cache(tmp_path: Path) -> None:
+    keep = {}
+    with Root(tmp_path / "data") as root:
+        for i in range(150):
+            root.make_dir(f"d{i}", 0o700)
+            root.make_dir(f"d{i}/sub", 0o750)
+            fd, _ = root.open_file(f"d{i}/sub/f", reuse=False)
+            os.close(fd)
+            keep.update({f"d{i}": "d", f"d{i}/sub": "d"})
+        root.rename("d0/sub/f", "d149/sub/g")
+        keep["d149/sub/g"] = "f"
+        assert root.prune(keep) == 149  # every f: d0's was renamed to the g kept
+        assert len(root._dirs) <= 64
+    assert (tmp_path / "data" / "d149" / "sub" / "g").is_file()
+    assert oct((tmp_path / "data" / "d7" / "sub").stat().st_mode & 0o777) == "0o750"

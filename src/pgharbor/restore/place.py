@@ -191,8 +191,12 @@ class Root:
     def rename(self, src: str, dst: str) -> None:
         with self.at(dst):
             sp, sn = self._parent(src)
-            dp, dn = self._parent(dst)
-            os.rename(sn, dn, src_dir_fd=sp, dst_dir_fd=dp)
+            sp = os.dup(sp)  # reaching dst may evict it from the cache
+            try:
+                dp, dn = self._parent(dst)
+                os.rename(sn, dn, src_dir_fd=sp, dst_dir_fd=dp)
+            finally:
+                os.close(sp)
 
     def sync_dir(self, rel: str = "") -> None:
         with self.at(rel):
