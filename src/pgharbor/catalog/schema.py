@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 
 # The newest Alembic revision in catalog/migrations/versions (checked by a unit test).
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 
 metadata = MetaData(
     naming_convention={
@@ -142,4 +142,31 @@ backup_copies = Table(
     Column("target_id", String(36), ForeignKey("targets.id"), primary_key=True),
     Column("stored_bytes", BigInteger, nullable=False, server_default="0"),
     Column("status", String(16), nullable=False),
+)
+
+# named restore points: made by pgharbor restore-point create, or found in archived WAL
+restore_points = Table(
+    "restore_points",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cluster_id", String(36), ForeignKey("clusters.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("lsn", String(24), nullable=False),  # the end of its WAL record
+    Column("timeline", Integer, nullable=False),
+    Column("time", DateTime(timezone=True)),  # known for created ones
+    # created: by pgharbor; wal: found in the archived WAL (made with plain SQL)
+    Column("source", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("cluster_id", "timeline", "lsn"),
+    Index(None, "cluster_id", "name"),
+)
+
+# how far the archived WAL of each timeline has been scanned for restore points
+wal_scans = Table(
+    "wal_scans",
+    metadata,
+    Column("cluster_id", String(36), ForeignKey("clusters.id"), primary_key=True),
+    Column("timeline", Integer, primary_key=True),
+    Column("scanned_to", String(64), nullable=False),  # the last segment scanned
+    Column("modified_at", DateTime(timezone=True), nullable=False),
 )

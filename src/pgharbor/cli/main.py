@@ -62,12 +62,13 @@ def cli(ctx: click.Context, catalog: str | None, config: str | None, verbose: bo
 
 
 def _register() -> None:
-    from pgharbor.cli import backup, fleet, key, restore, wal
+    from pgharbor.cli import backup, fleet, key, restore, restore_point, wal
 
     fleet.register(cli)
     wal.register(cli)
     backup.register(cli)
     restore.register(cli)
+    restore_point.register(cli)
     key.register(cli)
 
 

@@ -96,6 +96,12 @@ def _target(
 @click.option(
     "--delta", is_flag=True, help="Reuse an existing data directory: rewrite only what differs."
 )
+@click.option(
+    "--archive-mode",
+    type=click.Choice(["off", "preserve"]),
+    help="off: the copy archives nothing (default, unless --standby); preserve: it keeps "
+    "production's archive_mode and archive_command (a copy that becomes the new primary).",
+)
 @pass_app
 def restore_cmd(
     app: AppContext,
@@ -114,11 +120,12 @@ def restore_cmd(
     primary_conninfo: str | None,
     tablespace_map: tuple[str, ...],
     delta: bool,
+    archive_mode: str | None,
 ) -> None:
     """Restore CLUSTER into --pgdata and set up recovery (then start the server)."""
     from pgharbor.errors import UsageError
     from pgharbor.render.progress import progress_bar
-    from pgharbor.restore.restore import restore
+    from pgharbor.restore.restore import Options, restore
 
     if primary_conninfo and not standby:
         raise UsageError("--primary-conninfo goes with --standby")
@@ -145,15 +152,11 @@ def restore_cmd(
             cluster,
             pgdata,
             target,
-            backup_id=backup_id,
-            standby=standby,
-            primary_conninfo=primary_conninfo,
-            tablespace_map=mapping,
-            delta=delta,
+            Options(backup_id, standby, primary_conninfo, mapping, delta, archive_mode),
             progress=progress,
             say=say,
         )
-    for note in r.fallbacks[:5]:
+    for note in r.fallbacks[:5] + r.notes:
         click.echo(f"note: {note}", err=True)
     extra = f", {r.files_unchanged} files unchanged, {r.files_removed} removed" if delta else ""
     click.echo(
@@ -161,6 +164,16 @@ def restore_cmd(
         f"{fmt_bytes(r.bytes_written)} written{extra}; recovery to {r.target} "
         f"({'standby' if standby else 'timeline ' + str(r.timeline)}). Start the server to recover."
     )
+    if r.archive_mode == "off":
+        click.echo(
+            "archive_mode = off in postgresql.auto.conf: this copy archives nothing "
+            f"(--archive-mode preserve for a copy that takes over as {cluster}'s primary)"
+        )
+    else:
+        click.echo(
+            f"archive_mode preserved: once promoted, this copy archives like production "
+            f"(into {cluster}'s archive, if its archive_command says so)"
+        )
 
 
 def register(root: click.Group) -> None:

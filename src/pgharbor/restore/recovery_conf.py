@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pgharbor.domain.pitr import RecoveryTarget
+from pgharbor.restore.place import Root
+
+ARCHIVE_MODES = ("off", "preserve")
 
 MARK = "# pgharbor restore"
 
@@ -14,8 +15,16 @@ def conf_value(value: str) -> str:
 
 
 def recovery_settings(
-    target: RecoveryTarget, restore_command: str, *, standby: bool, primary_conninfo: str | None
+    target: RecoveryTarget,
+    restore_command: str,
+    *,
+    standby: bool,
+    primary_conninfo: str | None,
+    archive_mode: str = "off",
 ) -> dict[str, str]:
+    """The settings of the pgharbor section. ``archive_mode`` off: the copy archives
+    nothing (whatever production's configuration says); preserve: production's own
+    archive_mode and archive_command stay in force."""
     s = {"restore_command": restore_command}
     if target.kind == "immediate":
         s["recovery_target"] = "immediate"
@@ -34,16 +43,18 @@ def recovery_settings(
         s["recovery_target_action"] = target.action
     if standby and primary_conninfo:
         s["primary_conninfo"] = primary_conninfo
+    if archive_mode == "off":
+        s["archive_mode"] = "off"
     return s
 
 
-def write_recovery(pgdata: Path, settings: dict[str, str], *, standby: bool) -> None:
-    auto = pgdata / "postgresql.auto.conf"
-    text = auto.read_text() if auto.exists() else ""
+def write_recovery(root: Root, settings: dict[str, str], *, standby: bool) -> None:
+    """The pgharbor section at the end of postgresql.auto.conf (replacing one a previous
+    restore wrote), then the signal file; never through a symlink."""
+    text = (root.read_file("postgresql.auto.conf") or b"").decode()
     if MARK in text:  # a previous pgharbor restore into this folder (--delta)
         text = text[: text.index(MARK)]
     lines = [MARK] + [f"{k} = {conf_value(v)}" for k, v in settings.items()]
-    auto.write_text(text.rstrip("\n") + ("\n" if text else "") + "\n".join(lines) + "\n")
-    for name in ("recovery.signal", "standby.signal"):
-        (pgdata / name).unlink(missing_ok=True)
-    (pgdata / ("standby.signal" if standby else "recovery.signal")).touch()
+    text = text.rstrip("\n") + ("\n" if text else "") + "\n".join(lines) + "\n"
+    root.write_file("postgresql.auto.conf", text.encode())
+    root.write_file("standby.signal" if standby else "recovery.signal", b"")

@@ -8,14 +8,18 @@ import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pgharbor import envelope
 from pgharbor.backup.chunkdb import Location
 from pgharbor.backup.chunkmap import ChunkMapReader
 from pgharbor.backup.chunks import ChunkCodec, ChunkStore, pack_key
 from pgharbor.backup.manifest import BackupManifest, manifest_key
-from pgharbor.errors import IntegrityError, PgharborError, StorageError
+from pgharbor.errors import EncryptionError, IntegrityError, PgharborError, StorageError
 from pgharbor.storage.base import Storage
+
+if TYPE_CHECKING:
+    from pgharbor.crypto import Keyring
 
 log = logging.getLogger(__name__)
 
@@ -88,32 +92,47 @@ class BackupSource:
             src.store.close()
 
     def manifest(self, cluster: str, backup_id: str) -> BackupManifest:
+        """The backup's manifest from the first placement with a good one: whole, sealed as
+        the keys require, and this backup's."""
         problems = []
         for src in self.sources:
             try:
-                return BackupManifest.unseal(
-                    src.store.storage.get(manifest_key(cluster, backup_id)), src.store.codec.keys
-                )
-            except (StorageError, IntegrityError) as exc:
+                blob = src.store.storage.get(manifest_key(cluster, backup_id))
+                m = _unseal_manifest(blob, src.store.codec.keys)
+                if m.id != backup_id or m.cluster != cluster:
+                    raise IntegrityError(f"it is the manifest of {m.cluster}/{m.id}")
+                return m
+            except (StorageError, EncryptionError) as exc:
                 problems.append(f"{src.name}: {exc}")
-        raise PgharborError(f"backup {backup_id}: no readable manifest: " + "; ".join(problems))
+        raise IntegrityError(f"backup {backup_id}: no good manifest: " + "; ".join(problems))
 
     def chunkmap(self, m: BackupManifest) -> ChunkMapReader:
-        """The backup's chunk ids; each part from the first placement that has it whole."""
+        """The backup's chunk ids; each part from the first placement that has it whole,
+        sealed as the keys require, and named as this backup's part (a part of another
+        backup, or another part, is refused). The last part is read now: the manifest's
+        chunk count must match the map before anything is written."""
         keys = self.sources[0].store.codec.keys
 
         def fetch(key: str) -> bytes:
+            want = f"{m.id}/{key.rsplit('/', 1)[1]}"
             problems = []
             for src in self.sources:
                 try:
                     blob = src.store.storage.get(key)
-                    envelope.unseal(blob, keys)  # whole and ours, or try the next placement
+                    meta, _ = envelope.unseal(blob, keys)  # whole and ours, or the next one
+                    if (meta.kind, meta.name) != ("backup-chunkmap", want) or (
+                        meta.system_identifier != m.system_identifier
+                    ):
+                        raise IntegrityError(f"it holds {meta.kind} {meta.name}, not part {want}")
                     return blob
-                except (StorageError, IntegrityError) as exc:
+                except (StorageError, EncryptionError) as exc:
                     problems.append(f"{src.name}: {exc}")
             raise IntegrityError(f"{key}: no good copy on any target: " + "; ".join(problems))
 
-        return m.chunkmap(fetch, keys)
+        reader = m.chunkmap(fetch, keys)
+        if m.chunk_count:
+            reader.ids(m.chunk_count - 1, 1)
+        return reader
 
     def runs(self, wanted: list[Wanted]) -> tuple[list[Run], list[Wanted]]:
         """Group chunks into runs on the first source whose index has them; the chunks no
@@ -180,3 +199,12 @@ class BackupSource:
         raise IntegrityError(
             f"{path}: no good copy of chunk {cid.hex()[:16]}… on any target: " + "; ".join(problems)
         )
+
+
+def _unseal_manifest(blob: bytes, keys: Keyring | None) -> BackupManifest:
+    """BackupManifest.unseal, with a malformed document (fields of the wrong shape) an
+    IntegrityError like any other damage."""
+    try:
+        return BackupManifest.unseal(blob, keys)
+    except (TypeError, KeyError, ValueError, AttributeError, RecursionError) as exc:
+        raise IntegrityError(f"manifest is malformed ({type(exc).__name__})") from None

@@ -16,7 +16,7 @@ from pgharbor.storage.factory import open_storage
 from pgharbor.storage.layout import wal_prefix
 
 
-def _context(cluster: Cluster, places: list[Placement]) -> ClusterContext:
+def hot_context(cluster: Cluster, places: list[Placement]) -> ClusterContext:
     return ClusterContext(
         cluster.id,
         cluster.name,
@@ -65,7 +65,7 @@ def resolve_timeline(
     if timeline == 1:
         return 1, TimelineHistory(1)
     name = f"{timeline:08X}.history"
-    found = read_archived(settings, _context(cluster, places), parse_name(name))
+    found = read_archived(settings, hot_context(cluster, places), parse_name(name))
     if found is None:
         raise NotFound(f"timeline {timeline} has no history file ({name}) in the archive")
     return timeline, TimelineHistory.parse(timeline, found[0].decode())

@@ -2,7 +2,8 @@
 runs (neighbours in a pack: one ranged read), read, decoded, verified and written straight
 to their offsets in the final files on worker threads (I/O, zstd and hashing release the
 GIL): no temporary copy, and memory bounded by the batch and the runs in flight, not by
-the database. Chunk ids come from the backup's chunk map, one part at a time."""
+the database. Chunk ids come from the backup's chunk map, one part at a time. Every file
+is opened through a Root (restore/place.py): never through a symlink, never outside it."""
 
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from pgharbor import faultpoint
 from pgharbor.backup.chunkmap import ChunkMapReader, chunks_of
 from pgharbor.backup.chunks import ChunkCodec
 from pgharbor.backup.manifest import FileEntry
+from pgharbor.errors import IntegrityError
+from pgharbor.restore.place import Root
 from pgharbor.restore.source import BackupSource, Run, Wanted
+from pgharbor.restore.validate import STAGED, dir_mode, file_mode
 
 Progress = Callable[[int, int], None]
 BATCH_CHUNKS = 512  # chunks grouped into runs at once (32 MiB of data)
@@ -30,16 +34,17 @@ class _Open:
     """A file being written: closed (and its mode set) once its last chunk is written."""
 
     fd: int
-    dest: Path
+    path: str
+    size: int
     mode: int
     pending: int = 0
     queued_all: bool = False
 
     def maybe_close(self) -> None:
         if self.queued_all and self.pending == 0 and self.fd >= 0:
+            os.fchmod(self.fd, self.mode)
             os.close(self.fd)
             self.fd = -1
-            os.chmod(self.dest, self.mode)
 
 
 @dataclass
@@ -71,32 +76,23 @@ class Writer:
         self.batch: list[_Target] = []
         self.handles: list[_Open] = []
         self.lock = threading.Lock()
+        self.settled = 0
 
-    def tree(self, root: Path, files: list[FileEntry]) -> set[Path]:
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        made: set[Path] = {root}
+    def tree(self, root: Root, files: list[FileEntry]) -> None:
+        """Write the (checked) entries of one tree; symlinks are the caller's."""
         for f in files:
-            dest = root / f.path
-            made.add(dest)
             if f.type == "d":
-                dest.mkdir(exist_ok=True)
-                dest.chmod(f.mode & 0o7777)
-            elif f.type == "l":
-                if dest.is_symlink() or dest.exists():
-                    dest.unlink()
-                dest.symlink_to(f.link or "")
-            else:
-                self.file(dest, f)
-        return made
+                root.make_dir(f.path, dir_mode(f.mode))
+            elif f.type == "f":
+                self.file(root, f)
 
-    def file(self, dest: Path, f: FileEntry) -> None:
+    def file(self, root: Root, f: FileEntry) -> None:
         if len(self.handles) >= MAX_OPEN:
             self._dispatch()
             while self.inflight and len(self.handles) >= MAX_OPEN // 2:
                 self._settle()
-        existing = self.delta and dest.is_file() and not dest.is_symlink()
-        fd = os.open(dest, os.O_RDWR | os.O_CREAT | (0 if existing else os.O_TRUNC), 0o600)
-        handle = _Open(fd, dest, f.mode & 0o777)
+        fd, existing = root.open_file(STAGED.get(f.path, f.path), reuse=self.delta)
+        handle = _Open(fd, f.path, f.size, file_mode(f.mode))
         self.handles.append(handle)
         changed = not existing
         if existing and os.fstat(fd).st_size != f.size:
@@ -141,6 +137,8 @@ class Writer:
             self.inflight.append(self.pool.submit(fn, arg))
 
     def _put(self, t: _Target, raw: bytes) -> None:
+        if t.offset + len(raw) > t.handle.size:  # a chunk larger than its place
+            raise IntegrityError(f"{t.path}: a chunk runs past the file's size")
         os.pwrite(t.handle.fd, raw, t.offset)
         with self.lock:
             t.handle.pending -= 1
@@ -162,6 +160,9 @@ class Writer:
 
     def _settle(self) -> None:
         n = self.inflight.popleft().result()
+        self.settled += 1
+        if self.settled == 1:
+            faultpoint.point("restore.writing")  # files are half written
         self.written += n
         self._advance(n)
         with self.lock:
