@@ -19,6 +19,7 @@ from pgharbor.catalog.repo import Catalog, now
 from pgharbor.catalog.urls import parse_catalog_url, redact_conninfo, strip_password
 from pgharbor.errors import ConfigError, Conflict, UsageError
 from pgharbor.pg import identity
+from pgharbor.pg.conninfo import refuse_password
 from pgharbor.plain import absolute_path
 from pgharbor.settings import Settings
 from pgharbor.storage.base import Storage
@@ -123,12 +124,6 @@ class Registration:
     adopted_fingerprint: bool
 
 
-PASSWORD_HINT = (
-    "put the password in ~/.pgpass of the OS user that runs pgharbor (mode 0600), or in "
-    "the file PGPASSFILE or passfile=… names, or use a service file (service=…)"
-)
-
-
 def pgharbor_command(settings: Settings, catalog_given: bool) -> str:
     """The command line PostgreSQL should run: this executable, with the same catalog or
     config file the operator used. A catalog the config file supplied is left to that
@@ -163,29 +158,6 @@ def conf_line(setting: str, command: str) -> str:
     return f"{setting} = '{command.replace(chr(39), chr(39) * 2)}'"
 
 
-def refuse_dsn_password(dsn: str) -> None:
-    """A DSN is stored in the catalog and shown by cluster list/show: it may name a
-    password file (passfile=) or a service, never hold a password."""
-    from psycopg import ProgrammingError
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        settings = conninfo_to_dict(dsn)
-    except ProgrammingError as exc:  # libpq's reason may quote a piece of the string
-        reason = str(exc).strip().splitlines()[0] if redact_conninfo(dsn) == dsn else ""
-        raise UsageError(
-            "the DSN is not a valid libpq connection string (key=value settings or a "
-            f"postgresql:// URL){': ' + reason if reason else ''}"
-        ) from None
-    secret = sorted(k for k, v in settings.items() if "password" in k and v)
-    if secret:
-        raise UsageError(
-            f"the DSN holds a password ({', '.join(secret)}): it would be stored in the "
-            "catalog and shown in listings",
-            hint=PASSWORD_HINT,
-        )
-
-
 def register_cluster(
     catalog: Catalog,
     settings: Settings,
@@ -201,7 +173,7 @@ def register_cluster(
     check_name("cluster", name)
     if required_copies < 1:
         raise UsageError("required copies must be at least 1")
-    refuse_dsn_password(dsn)
+    refuse_password(dsn, "the DSN", "it would be stored in the catalog and shown in listings")
     with identity.connect(dsn) as conn:
         ident = identity.read_identity(conn)
         if ident.in_recovery:

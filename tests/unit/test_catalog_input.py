@@ -264,3 +264,16 @@ def test_the_hot_path_opens_catalogs_with_odd_characters_in_their_path(tmp_path:
     conn = lite.connect(parse_catalog_url(url), 1)
     assert conn.execute("SELECT count(*) FROM clusters").fetchone() == (0,)
     conn.close()
+
+
+def test_a_standby_restore_never_writes_a_primary_password(harbor: object, workdir: Path) -> None:
+    from tests.fixtures.harbor import Harbor
+
+    assert isinstance(harbor, Harbor)
+    dest = workdir / "standby"
+    for conninfo in (f"host=db1 password={CANARY}", f"postgresql://u:{CANARY}@db1/postgres"):
+        line = harbor.fails(
+            "restore", "c1", "--pgdata", str(dest), "--standby", "--primary-conninfo", conninfo
+        )
+        assert "holds a password" in line and ".pgpass" in line and CANARY not in line
+    assert not dest.exists()

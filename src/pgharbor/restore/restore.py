@@ -313,6 +313,14 @@ def restore(
         )
     if options.standby and target.kind not in ("end",):
         raise UsageError("--standby follows the primary: it takes no recovery target")
+    if options.primary_conninfo:
+        from pgharbor.pg.conninfo import refuse_password
+
+        refuse_password(
+            options.primary_conninfo,
+            "--primary-conninfo",
+            "it would be written into the restored postgresql.auto.conf",
+        )
     if options.archive_mode is None:
         options = replace(options, archive_mode="preserve" if options.standby else "off")
     try:
