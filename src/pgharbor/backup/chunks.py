@@ -252,16 +252,17 @@ class ChunkStore:
         self.problems: list[str] = []  # indexes load() could not use, and why
 
     # -- index ---------------------------------------------------------------
-    def load(self, *, quarantine: bool = True) -> None:
+    def load(self, *, quarantine: bool = True, dangling: bool = False) -> None:
         """Read every usable index. One that is corrupt is moved to the quarantine
         (``quarantine``: a backup, which then stores its chunks again) or skipped (a
         reader, which then reads them from another placement); one whose pack is gone
-        is skipped. Each is one warning. Unreachable storage still fails."""
+        is skipped (unless ``dangling``: a verification names the missing pack). Each
+        is one warning. Unreachable storage still fails."""
         self.index.clear()
         self.problems = []
         packs = names(self.storage, "chunks/packs/")  # first: see backup.gc
         for pack in names(self.storage, "chunks/index/"):
-            if pack not in packs:
+            if pack not in packs and not dangling:
                 self._skip(pack, f"chunk index {pack} names a pack that is not there")
                 continue
             try:

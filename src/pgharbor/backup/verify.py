@@ -117,7 +117,7 @@ class _Placement:
             return
         store, seen = ChunkStore(self.storage, self.codec), ChunkSet()
         try:
-            store.load(quarantine=False)
+            store.load(quarantine=False, dangling=True)
             self.check.notes += store.problems
             self._chunk_map(m, store, seen)
         finally:
@@ -189,16 +189,20 @@ class _Placement:
             raise
         except StorageError as exc:  # the pack is gone or unreadable
             for _, cid in span:
-                self.check.bad_chunk(where[cid], cid, True, f"pack {pack}: {exc.message}")
+                self.check.bad_chunk(where[cid], cid, True, f"pack {pack}: {self._why(exc)}")
             return
         for loc, cid in span:
             at = loc.offset - start
             try:
                 store.unpack(cid, loc, data[at : at + loc.length])
             except _UNREADABLE as exc:
-                self.check.bad_chunk(where[cid], cid, False, f"pack {pack}: {exc.message}")
+                self.check.bad_chunk(where[cid], cid, False, f"pack {pack}: {self._why(exc)}")
             else:
                 self.check.ok += 1
+
+    def _why(self, exc: PgharborError) -> str:
+        """The problem without the target's URL (the report names the placement)."""
+        return exc.message.removeprefix(f"{self.storage.url}: ")
 
 
 def _files(m: BackupManifest) -> list[tuple[str, FileEntry]]:
@@ -234,7 +238,7 @@ def verify_backup(
         raise Conflict(f"backup {b.id} is {b.status}: only ok backups can be verified")
     urls = {t.id: t for t in catalog.targets()}
     checks = []
-    for target_id, name, status in repo.copies(b.id):
+    for target_id, name, status in sorted(repo.copies(b.id), key=lambda c: c[1]):
         target = urls.get(target_id)
         if status != "ok" or target is None:
             continue
