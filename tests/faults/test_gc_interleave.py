@@ -146,3 +146,36 @@ def test_a_delete_while_a_restore_reads_the_store(harbor: Harbor, pg_cluster: Pg
         assert statuses(harbor) == {b1: "ok", b2: "ok"} and Store(t1).packs == packs
     harbor.run("backup", "delete", "c1", b1)
     verify(harbor, b2)
+
+
+def test_a_backup_that_lost_what_it_relies_on_is_never_ok(
+    harbor: Harbor, pg_cluster: PgCluster
+) -> None:
+    """What catches a GC or a backup frozen past its lease: a pack the backup counts on
+    gone before its manifest, or its lease gone after its refs (a GC took it for dead):
+    the backup fails, and leaves no manifest or ref behind."""
+    (t1,) = setup(harbor, pg_cluster, "t1")
+    first = backup(harbor)
+    packs = Store(t1).packs
+    for step, lose in [("backup.after_flush", "pack"), ("backup.after_ref", "lease")]:
+        change_rows(pg_cluster, 0)
+        creating = Faulty(harbor, f"{step}=pause", "backup", "create", "c1")
+        creating.paused()
+        store = Store(t1)
+        if lose == "pack":  # as a GC that ran although it should not have
+            (pack,) = store.packs - packs  # the one it wrote: it relies on it too
+            (t1 / "chunks" / "packs" / pack[:2] / pack).unlink()
+            (t1 / "chunks" / "index" / pack).unlink()
+        else:
+            for name in store.leases:
+                (t1 / "chunks" / "leases" / name).unlink()
+        done = creating.finish()
+        assert done.rc != 0 and "ok" not in done.stdout, (step, done)
+        line = done.error_line()
+        assert ("relies on are gone" if lose == "pack" else "vanished") in line, line
+        ((dead, status),) = [b for b in statuses(harbor).items() if b[0] != first]
+        assert status == "failed", step
+        assert not [r for r in Store(t1).refs if r.startswith(dead)]
+        assert not (t1 / "c1" / "backups" / dead / "manifest").exists()
+        harbor.run("backup", "delete", "c1", dead)
+    verify(harbor, first)
