@@ -34,6 +34,7 @@ def test_a_corrupt_index_is_quarantined_and_blocks_no_cluster(
     dest = server_dir(workdir / "r") / "data"
     proc = harbor.run("restore", "c1", "--pgdata", str(dest), "--backup", b2)
     assert f"chunk index {bad} is corrupt" in proc.stderr  # skipped, t1 still used
+    assert bad in Store(t1).indexes  # a restore changes nothing on a target
     run_as_server_user([BINDIR / "pg_verifybackup", "-n", dest])
 
     other = pg_factory()  # another cluster on the same target
