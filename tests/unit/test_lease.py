@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from pgharbor.backup import lease as leases
-from pgharbor.backup.lease import Lease, read_leases
-from pgharbor.errors import Busy, LeaseLost
+from pgharbor.backup.lease import Lease, LeaseGroup, read_leases, refuse_root
+from pgharbor.errors import Busy, LeaseLost, UsageError
 from pgharbor.storage import open_storage
 from pgharbor.storage.base import Storage
 from pgharbor.storage.memory import MemoryStorage
@@ -144,3 +144,69 @@ def test_file_backend(tmp_path: object) -> None:
             Lease(storage, "gc", "gc").acquire()
         assert len(list((root / "chunks" / "leases").iterdir())) == 1
     assert list((root / "chunks" / "leases").iterdir()) == []
+
+
+def test_a_lapsed_lease_is_never_renewed(storage: Storage) -> None:
+    """A holder stalled past its expiry may have been taken for dead: its renewal stops
+    and check() refuses, even after the renewal thread woke up first."""
+    held = Lease(storage, "backup", "backup c1/a", ttl=30, renew_every=0.05)
+    held.acquire()
+    try:
+        held.expires = time.time() - 1  # as if the whole process had been stopped
+        time.sleep(0.3)  # the renewal thread wakes first
+        assert held.expires < time.time()  # it did not renew
+        with pytest.raises(LeaseLost, match="expired"):
+            held.check()
+    finally:
+        held.release()
+
+
+def test_a_removed_lease_is_not_written_again(storage: Storage) -> None:
+    held = Lease(storage, "gc", "gc", ttl=30, renew_every=0.05).acquire()
+    try:
+        storage.delete(held.key)  # someone saw it dead and removed it
+        time.sleep(0.3)
+        assert storage.stat(held.key) is None  # renewal did not bring it back
+        with pytest.raises(LeaseLost, match="vanished"):
+            held.check()
+    finally:
+        held.release()
+
+
+def test_on_renew_is_the_heartbeat(storage: Storage) -> None:
+    beats: list[float] = []
+
+    def beat() -> None:
+        beats.append(time.time())
+        raise RuntimeError("catalog down")  # a failing heartbeat leaves the lease good
+
+    with Lease(storage, "backup", "backup c1/a", renew_every=0.05, on_renew=beat) as held:
+        time.sleep(0.3)
+        held.check()
+    assert len(beats) >= 2
+
+
+def test_a_lease_group_is_all_or_nothing() -> None:
+    MemoryStorage.reset()
+    s1, s2 = open_storage("memory://g1"), open_storage("memory://g2")
+    with Lease(s2, "backup", "backup c1/running"):
+        group = LeaseGroup([Lease(s1, "gc", "gc"), Lease(s2, "gc", "gc")])
+        with pytest.raises(Busy, match="backup lease of backup c1/running"):
+            group.acquire()
+        assert read_leases(s1) == []  # the lease taken on the first target was given back
+    with LeaseGroup([Lease(s1, "gc", "gc"), Lease(s2, "gc", "gc")]) as group:
+        group.check()
+        assert len(read_leases(s1)) == len(read_leases(s2)) == 1
+    assert read_leases(s1) == read_leases(s2) == []
+    MemoryStorage.reset()
+
+
+def test_refuse_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    with pytest.raises(UsageError, match="must not run as root") as info:
+        refuse_root("backup create")
+    assert "runuser -u postgres" in info.value.message
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    refuse_root("backup create")

@@ -3,6 +3,8 @@
     chunks/packs/<id[:2]>/<id>   a pack: many encoded chunks back to back
     chunks/index/<id>            the pack's index: chunk id -> (offset, length, size)
     chunks/refs/<cluster>/<backup>[.running]   which backups use the store (for GC)
+    chunks/quarantine/<id>       an index that could not be read, set aside (see load)
+    chunks/leases/...            who relies on the store right now (see lease)
 
 A chunk's id is the SHA-256 of its raw bytes, so a chunk already present, from an
 earlier backup or another cluster, is never stored twice. Encrypted (a key is configured,
@@ -10,8 +12,14 @@ see pgharbor.crypto), the id is an HMAC-SHA256 of the raw bytes with a key deriv
 the master key: chunks dedup among everything written with one key, and ids tell nothing
 to anyone without it. Packs keep an
 object store from holding millions of tiny objects; a pack is written (durably) before
-its index, so an indexed chunk is always readable. Garbage collection deletes packs with
-no live chunk and rewrites packs with some, so exactly the unused chunks are freed.
+its index, so an indexed chunk is always readable. Garbage collection (backup.gc) deletes
+packs with no live chunk and rewrites packs with some, so exactly the unused chunks are
+freed.
+
+One bad index never blocks the store: an index that does not parse is moved to the
+quarantine (by a backup) or skipped (by a reader), and its chunks count as unknown:
+backups store them again, restores read them from another placement. An index whose
+pack is gone is skipped too (a GC removes it).
 """
 
 from __future__ import annotations
@@ -20,10 +28,11 @@ import hashlib
 import json
 import logging
 import secrets
-from collections.abc import Container, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-from pgharbor import crypto
+from pgharbor import crypto, faultpoint
 from pgharbor.backup.chunkdb import ChunkIndex, Location
 from pgharbor.envelope import decompress, zstd  # zstandard, as the archive path loads it
 from pgharbor.errors import EncryptionError, IntegrityError, ObjectNotFound, StorageError
@@ -35,6 +44,7 @@ log = logging.getLogger(__name__)
 PACK_SIZE = 16 * 1024 * 1024
 MAX_CHUNK = 1024 * 1024  # chunks are 64 KiB; no index may make a read allocate more
 MAX_INDEX = 256 * 1024 * 1024  # the JSON index of one pack, decompressed
+MAX_BLOB = MAX_CHUNK + 1024  # a stored chunk: its encoding's overhead is small
 INDEX_FORMAT = "pgharbor-chunk-index/1"
 _NONE, _ZSTD, _AES = 0, 1, 2
 _HEAD = 1 + crypto.KEY_ID_BYTES  # an encrypted chunk's type byte and key id
@@ -168,16 +178,55 @@ def index_key(pack: str) -> str:
     return f"chunks/index/{pack}"
 
 
+def quarantine_key(pack: str) -> str:
+    return f"chunks/quarantine/{pack}"
+
+
 def ref_key(cluster: str, backup_id: str, running: bool = False) -> str:
     return f"chunks/refs/{cluster}/{backup_id}" + (".running" if running else "")
 
 
-@dataclass
-class GcStats:
-    packs_deleted: int = 0
-    packs_rewritten: int = 0
-    chunks_freed: int = 0
-    bytes_freed: int = 0
+def names(storage: Storage, prefix: str) -> dict[str, int]:
+    """The last path component -> size of every object below prefix (packs, indexes)."""
+    return {obj.key.rsplit("/", 1)[1]: obj.size for obj in storage.list(prefix)}
+
+
+def _count(value: Any, low: int, high: int) -> int:
+    if type(value) is not int or not low <= value <= high:
+        raise ValueError(f"{value!r} is not a number in {low}..{high}")
+    return value
+
+
+def parse_index(pack: str, blob: bytes) -> list[tuple[bytes, Location]]:
+    """A pack's index, every entry checked (types and bounds): whatever is wrong with it
+    is an IntegrityError, never an exception from the decoder or a hostile value."""
+    try:
+        doc = json.loads(decompress(blob, "zstd", MAX_INDEX))
+        if not isinstance(doc, dict):
+            raise ValueError("not an object")
+        if doc.get("format") != INDEX_FORMAT:
+            raise ValueError(f"unknown format {doc.get('format')!r}")
+        if doc.get("pack") != pack:
+            raise ValueError(f"it is the index of pack {doc.get('pack')!r}")
+        size = _count(doc.get("size"), 0, 1 << 40)
+        if not isinstance(doc.get("chunks"), list):
+            raise ValueError("no list of chunks")
+        entries = []
+        for e in doc["chunks"]:
+            if not isinstance(e, list) or len(e) != 4 or not isinstance(e[0], str):
+                raise ValueError(f"bad entry {str(e)[:80]}")
+            cid = bytes.fromhex(e[0])
+            if len(cid) != 32:
+                raise ValueError(f"bad chunk id {e[0][:80]!r}")
+            off = _count(e[1], 0, size)
+            loc = Location(pack, off, _count(e[2], 1, size - off), _count(e[3], 0, MAX_CHUNK))
+            if loc.length > MAX_BLOB:
+                raise ValueError(f"a chunk of {loc.length} bytes")
+            entries.append((cid, loc))
+    except (IntegrityError, ValueError, TypeError, RecursionError) as exc:
+        reason = exc.message if isinstance(exc, IntegrityError) else str(exc)
+        raise IntegrityError(f"chunk index {pack} is corrupt: {reason}"[:300]) from None
+    return entries
 
 
 @dataclass
@@ -199,40 +248,68 @@ class ChunkStore:
         self._open = _OpenPack()
         self.new_bytes = 0
         self.new_chunks = 0
+        self.relied: set[str] = set()  # packs holding a chunk added to this store
+        self.problems: list[str] = []  # indexes load() could not use, and why
 
     # -- index ---------------------------------------------------------------
-    def load(self) -> None:
+    def load(self, *, quarantine: bool = True, dangling: bool = False) -> None:
+        """Read every usable index. One that is corrupt is moved to the quarantine
+        (``quarantine``: a backup, which then stores its chunks again) or skipped (a
+        reader, which then reads them from another placement); one whose pack is gone
+        is skipped (unless ``dangling``: a verification names the missing pack). Each
+        is one warning. Unreachable storage still fails."""
         self.index.clear()
-        for obj in self.storage.list("chunks/index/"):
-            pack = obj.key.rsplit("/", 1)[1]
+        self.problems = []
+        packs = names(self.storage, "chunks/packs/")  # first: see backup.gc
+        for pack in names(self.storage, "chunks/index/"):
+            if pack not in packs and not dangling:
+                self._skip(pack, f"chunk index {pack} names a pack that is not there")
+                continue
             try:
-                self.index.add_many(self._read_index(pack))
+                blob = self.storage.get(index_key(pack))
             except ObjectNotFound:
-                continue  # removed by a concurrent GC
+                continue  # removed by a GC
+            try:
+                self.index.add_many(parse_index(pack, blob))
+            except IntegrityError as exc:
+                if quarantine:
+                    self.quarantine(pack, blob, exc.message)
+                else:
+                    self._skip(pack, exc.message)
+
+    def _skip(self, pack: str, why: str) -> None:
+        self.problems.append(why)
+        log.warning("warning: %s: %s; its chunks are treated as unknown", self.storage.url, why)
+
+    def quarantine(self, pack: str, blob: bytes, why: str) -> None:
+        """Set a corrupt index aside (never deleted: a human may still need it; a GC
+        keeps its pack) so that it no longer stands in anyone's way."""
+        try:
+            self.storage.put(quarantine_key(pack), blob)
+            self.storage.delete(index_key(pack))
+        except StorageError as exc:
+            self._skip(pack, f"{why} (cannot move it to the quarantine: {exc.message})")
+            return
+        self._skip(pack, f"{why}: moved to {quarantine_key(pack)}")
 
     def close(self) -> None:
         self.index.close()
-
-    def _read_index(self, pack: str) -> list[tuple[bytes, Location]]:
-        blob = self.storage.get(index_key(pack))
-        try:
-            doc = json.loads(decompress(blob, "zstd", MAX_INDEX))
-        except (IntegrityError, ValueError) as exc:
-            raise IntegrityError(f"chunk index {pack} is corrupt: {exc}") from None
-        if doc.get("format") != INDEX_FORMAT:
-            raise IntegrityError(f"chunk index {pack}: unknown format {doc.get('format')!r}")
-        return [(bytes.fromhex(c), Location(pack, o, n, s)) for c, o, n, s in doc["chunks"]]
 
     def has(self, cid: bytes) -> bool:
         return cid in self.index
 
     # -- writing ---------------------------------------------------------------
-    def add(self, cid: bytes, size: int, blob: bytes) -> int:
-        """Add an encoded chunk unless present; returns the bytes it will add."""
-        if cid in self.index:
+    def add(self, cid: bytes, size: int, blob: bytes | None) -> int:
+        """Add an encoded chunk unless present (``blob`` may be None then); returns the
+        bytes it will add. Either way the pack holding it is one this store relies on."""
+        loc = self.index.get(cid)
+        if loc is not None:
+            self.relied.add(loc.pack)
             return 0
+        assert blob is not None, "a chunk the store lacks needs its encoding"
         p = self._open
         self.index.add(cid, Location(p.id, p.size, len(blob), size))
+        self.relied.add(p.id)
         p.entries.append((cid, p.size, len(blob), size))
         p.parts.append(blob)
         p.size += len(blob)
@@ -249,11 +326,26 @@ class ChunkStore:
         self._write_pack(p.id, b"".join(p.parts), p.entries)
         self._open = _OpenPack()
 
+    def confirm(self) -> None:
+        """Before a manifest that refers to this store's chunks: every pack relied on
+        still exists with its index (one listing of each), or IntegrityError. Packs are
+        never changed in place, so a pack that is there still holds what it held."""
+        packs = names(self.storage, "chunks/packs/")
+        indexes = names(self.storage, "chunks/index/")
+        gone = sorted(p for p in self.relied if p not in packs or p not in indexes)
+        if gone:
+            raise IntegrityError(
+                f"{self.storage.url}: {len(gone)} pack(s) this backup relies on are gone "
+                f"({', '.join(gone[:3])}{', …' if len(gone) > 3 else ''}): the backup is "
+                "not usable"
+            )
+
     def _write_pack(
         self, pack: str, data: bytes, entries: list[tuple[bytes, int, int, int]]
     ) -> None:
         zstandard = zstd()
         self.storage.put(pack_key(pack), data)
+        faultpoint.point("chunks.pack_written")  # a pack without its index
         doc = {
             "format": INDEX_FORMAT,
             "pack": pack,
@@ -263,6 +355,21 @@ class ChunkStore:
         idx = zstandard.ZstdCompressor(level=3).compress(json.dumps(doc).encode())
         self.storage.put(index_key(pack), idx)
         self.new_bytes += len(data) + len(idx)
+
+    def repack(self, old: str, keep: list[tuple[bytes, Location]]) -> None:
+        """Write the chunks ``keep`` of pack ``old`` into a new pack (with its index)."""
+        new = secrets.token_hex(16)
+        parts: list[bytes] = []
+        entries: list[tuple[bytes, int, int, int]] = []
+        offset = 0
+        for cid, loc in keep:
+            blob = self.storage.get_range(pack_key(old), loc.offset, loc.length)
+            if len(blob) != loc.length:
+                raise StorageError(f"{self.storage.url}: pack {old} is truncated; GC stopped")
+            parts.append(blob)
+            entries.append((cid, offset, loc.length, loc.size))
+            offset += loc.length
+        self._write_pack(new, b"".join(parts), entries)
 
     # -- reading ---------------------------------------------------------------
     def read(self, cid: bytes) -> bytes:
@@ -283,43 +390,3 @@ class ChunkStore:
         if len(raw) != loc.size or not self.codec.verify(raw, cid, blob):
             raise IntegrityError(f"{self.storage.url}: chunk {cid.hex()[:16]}… fails its checksum")
         return raw
-
-    # -- garbage collection ----------------------------------------------------------
-    def gc(self, live: Container[bytes]) -> GcStats:
-        """Free every chunk not in ``live``: delete dead packs, rewrite mixed ones. One pack
-        at a time (live is on disk, see chunkdb): memory does not grow with the store.
-        The index is not reloaded: load() again before using this store further."""
-        stats = GcStats()
-        packs = [obj.key.rsplit("/", 1)[1] for obj in self.storage.list("chunks/index/")]
-        for pack in packs:
-            entries = self._read_index(pack)
-            keep = [(c, loc) for c, loc in entries if c in live]
-            dead = len(entries) - len(keep)
-            if not dead:
-                continue
-            if keep:
-                self._rewrite(pack, keep)
-                stats.packs_rewritten += 1
-            else:
-                stats.packs_deleted += 1
-            self.storage.delete(index_key(pack))
-            self.storage.delete(pack_key(pack))
-            stats.chunks_freed += dead
-            stats.bytes_freed += sum(loc.length for c, loc in entries if c not in live)
-            log.info("pack %s: %d of %d chunks freed", pack, dead, len(entries))
-        self.index.clear()
-        return stats
-
-    def _rewrite(self, old: str, keep: list[tuple[bytes, Location]]) -> None:
-        new = secrets.token_hex(16)
-        parts: list[bytes] = []
-        entries: list[tuple[bytes, int, int, int]] = []
-        offset = 0
-        for cid, loc in keep:
-            blob = self.storage.get_range(pack_key(old), loc.offset, loc.length)
-            if len(blob) != loc.length:
-                raise StorageError(f"{self.storage.url}: pack {old} is truncated; GC stopped")
-            parts.append(blob)
-            entries.append((cid, offset, loc.length, loc.size))
-            offset += loc.length
-        self._write_pack(new, b"".join(parts), entries)

@@ -3,38 +3,43 @@
 Nothing is written locally: the server's tar stream is cut into fixed-size chunks at
 file offsets (PostgreSQL changes pages in place, so unchanged pages keep their chunks),
 hashed and compressed on worker threads with a bounded window (memory does not grow
-with the database), and only chunks a target lacks are stored. The manifest is written
-last, after every file was checked against PostgreSQL's backup_manifest and all WAL the
-backup needs is archived: until then nothing a restore could pick exists.
+with the database), and only chunks a target lacks are stored (see backup.stream). The
+manifest is written last, after every file was checked against PostgreSQL's
+backup_manifest and all WAL the backup needs is archived: until then nothing a restore
+could pick exists.
+
+A ``backup`` lease on every target is taken before the chunk index is loaded and held to
+the end, so no garbage collection frees a chunk this backup counts on. Before the
+manifest is written the lease is confirmed and so is every pack the backup relies on;
+after the refs are written the lease is confirmed once more (a GC that ran meanwhile
+must have taken it over first): otherwise the backup fails instead of becoming ``ok``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import secrets
 import socket
-import tarfile
 import time
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO
 
+from pgharbor import faultpoint
 from pgharbor.backup.chunkmap import ChunkMapWriter, Identity, delete_backup_objects
 from pgharbor.backup.chunks import ChunkCodec, ChunkStore, ref_key
+from pgharbor.backup.lease import Lease, LeaseGroup, refuse_root
 from pgharbor.backup.manifest import (
     BackupManifest,
-    FileEntry,
     TablespaceEntry,
     check_against_pg_manifest,
     manifest_key,
 )
+from pgharbor.backup.stream import CHUNK_SIZE, Progress, Streamer, TargetStore
 from pgharbor.catalog.backups import BackupRepo
+from pgharbor.catalog.models import Placement
 from pgharbor.catalog.repo import Catalog
 from pgharbor.domain.wal import lsn_segno, parse_lsn, segment_name
 from pgharbor.errors import PgharborError, PostgresError, UsageError
@@ -42,15 +47,12 @@ from pgharbor.settings import Settings
 from pgharbor.storage.factory import open_storage
 from pgharbor.storage.layout import wal_key
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pgharbor.pg.basebackup import BaseBackupStream
+
 log = logging.getLogger(__name__)
-CHUNK_SIZE = 64 * 1024
-
-
-@dataclass
-class TargetStore:
-    id: str
-    name: str
-    store: ChunkStore
+Say = Callable[[str], None]
 
 
 @dataclass
@@ -66,78 +68,6 @@ class BackupResult:
     targets: list[str]
 
 
-Progress = Callable[[int, int], None]  # (bytes done, bytes total)
-
-
-class _Streamer:
-    """Cuts tar members into chunks, encodes them on worker threads, stores them in order."""
-
-    def __init__(
-        self, stores: list[TargetStore], codec: ChunkCodec, workers: int, ids: ChunkMapWriter
-    ) -> None:
-        self.stores, self.codec, self.ids = stores, codec, ids
-        self.queued = 0  # chunk ids handed to the window so far: the next one's position
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chunk")
-        self.window: deque[Future[tuple[bytes, int, bytes | None]]] = deque()
-        self.limit = workers * 4
-        self.logical = 0
-
-    def _prepare(self, block: bytes) -> tuple[bytes, int, bytes | None]:
-        cid = self.codec.chunk_id(block)
-        needed = any(not t.store.has(cid) for t in self.stores)
-        return cid, len(block), self.codec.encode(block) if needed else None
-
-    def _settle(self) -> None:
-        cid, size, blob = self.window.popleft().result()
-        for t in self.stores:
-            if not t.store.has(cid):
-                # stores only gain chunks: one missing now was missing when it was hashed
-                assert blob is not None
-                t.store.add(cid, size, blob)
-        self.ids.append(cid)
-
-    def archive(
-        self, stream: IO[bytes], progress: Progress, done: list[int], total: int
-    ) -> list[FileEntry]:
-        entries: list[FileEntry] = []
-        with tarfile.open(fileobj=stream, mode="r|") as tf:
-            for member in tf:
-                entry = FileEntry(
-                    path=member.name.rstrip("/"),
-                    type="f",
-                    mode=member.mode,
-                    mtime=int(member.mtime),
-                )
-                if member.isdir():
-                    entry.type = "d"
-                elif member.issym():
-                    entry.type, entry.link = "l", member.linkname
-                elif member.isfile():
-                    entry.size, entry.first_chunk = member.size, self.queued
-                    src = tf.extractfile(member)
-                    assert src is not None
-                    digest = hashlib.sha256()
-                    while block := src.read(CHUNK_SIZE):
-                        digest.update(block)
-                        self.window.append(self.pool.submit(self._prepare, block))
-                        self.queued += 1
-                        while len(self.window) > self.limit:
-                            self._settle()
-                        done[0] += len(block)
-                        progress(done[0], total)
-                    entry.sha256 = digest.hexdigest()
-                    self.logical += entry.size
-                else:
-                    continue  # tar from BASE_BACKUP has no other member types
-                entries.append(entry)
-        while self.window:
-            self._settle()
-        return entries
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
-
-
 def _new_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
 
@@ -149,7 +79,7 @@ def wait_for_wal(
     names: list[str],
     required: int,
     timeout: float,
-    say: Callable[[str], None],
+    say: Say,
 ) -> None:
     """Wait until every WAL file in ``names`` is on at least ``required`` placements."""
     from pgharbor.domain.wal import parse_name
@@ -182,6 +112,230 @@ def wait_for_wal(
         time.sleep(0.5)
 
 
+def _places(catalog: Catalog, cluster: str, target: str | None) -> list[Placement]:
+    places = [p for p in catalog.placements(cluster) if p.active]
+    if target is not None:
+        places = [p for p in places if p.target == target]
+        if not places:
+            raise UsageError(f"cluster {cluster!r} has no active placement on target {target!r}")
+    if not places:
+        raise UsageError(f"cluster {cluster!r} has no active placements to back up to")
+    return places
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, PgharborError):
+        return exc.message
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class _Backup:
+    """One backup being taken; its steps in order (see create_backup)."""
+
+    def __init__(
+        self, catalog: Catalog, settings: Settings, cluster_name: str, target: str | None
+    ) -> None:
+        self.settings = settings
+        self.cluster = catalog.cluster(cluster_name)
+        self.places = _places(catalog, cluster_name, target)
+        self.codec = ChunkCodec.for_cluster(
+            settings, self.cluster.name, [p.target for p in self.places]
+        )
+        self.stores = [
+            TargetStore(
+                p.target_id,
+                p.target,
+                ChunkStore(open_storage(p.url, settings.target_options(p.target)), self.codec),
+            )
+            for p in self.places
+        ]
+        self.repo = BackupRepo(catalog)
+        self.id = _new_id()
+        owner = f"backup {self.cluster.name}/{self.id}"
+        self.leases = LeaseGroup(
+            [
+                Lease(t.store.storage, "backup", owner, on_renew=self._heartbeat if not i else None)
+                for i, t in enumerate(self.stores)
+            ]
+        )
+        c = self.cluster
+        self.ids = ChunkMapWriter(
+            [t.store.storage for t in self.stores],
+            Identity(c.name, c.id, c.system_identifier, self.id),
+            self.codec.keys,
+        )
+        self.streamer: Streamer | None = None
+        self.stop_timeline = 0
+
+    def _heartbeat(self) -> None:
+        self.repo.heartbeat(self.id)
+
+    def close(self) -> None:
+        if self.streamer is not None:
+            self.streamer.close()
+        for t in self.stores:
+            t.store.close()
+
+    # -- the steps --------------------------------------------------------------------
+    def begin(self) -> None:
+        """Record the backup, mark it on the targets, load their chunk indexes."""
+        self.repo.begin(
+            self.id,
+            self.cluster.id,
+            f"pgharbor {self.id}",
+            [t.id for t in self.stores],
+            socket.gethostname(),
+            os.getpid(),
+        )
+        for t in self.stores:
+            t.store.storage.put(ref_key(self.cluster.name, self.id, running=True), self.id.encode())
+        faultpoint.point("backup.after_lease")
+        for t in self.stores:
+            t.store.load()  # a corrupt index is quarantined, with a warning
+        faultpoint.point("backup.after_index_load")
+
+    def stream(self, workers: int | None, progress: Progress, say: Say) -> BackupManifest:
+        """Take the base backup; every chunk stored and flushed, the manifest filled in."""
+        from pgharbor.pg import identity
+        from pgharbor.pg.basebackup import BaseBackupStream
+
+        c = self.cluster
+        with identity.connect(c.dsn) as conn:
+            ident = identity.read_identity(conn)
+        if str(ident.system_identifier) != c.system_identifier:
+            raise PostgresError(
+                f"the server at the DSN has system identifier {ident.system_identifier}, "
+                f"not {c.system_identifier} of cluster {c.name!r}"
+            )
+        if ident.in_recovery:
+            raise UsageError("backups from a standby are not supported yet: back up the primary")
+        started = datetime.now(UTC)
+        say(
+            f"backup {self.id}: streaming from {c.host}:{c.port} to "
+            + ", ".join(t.name for t in self.stores)
+        )
+        stream = BaseBackupStream(c.dsn, f"pgharbor {self.id}")
+        self.repo.update(
+            self.id,
+            start_lsn=stream.start.lsn,
+            timeline=stream.start.timeline,
+            pg_version_num=ident.version_num,
+        )
+        self.streamer = Streamer(
+            self.stores, self.codec, workers or max(2, os.cpu_count() or 2), self.ids
+        )
+        m = BackupManifest(
+            id=self.id,
+            cluster=c.name,
+            cluster_id=c.id,
+            system_identifier=c.system_identifier,
+            label=f"pgharbor {self.id}",
+            pg_version_num=ident.version_num,
+            chunk_size=CHUNK_SIZE,
+            timeline=stream.start.timeline,
+            start_lsn=stream.start.lsn,
+            start_time=started.isoformat(),
+        )
+        self._archives(stream, m, progress)
+        return m
+
+    def _archives(self, stream: BaseBackupStream, m: BackupManifest, progress: Progress) -> None:
+        assert self.streamer is not None
+        done = [0]
+        try:
+            for archive, reader in stream.archives():
+                files = self.streamer.archive(reader, progress, done, stream.total_bytes)
+                if archive.oid is None:
+                    m.files = files
+                else:
+                    m.tablespaces.append(TablespaceEntry(archive.oid, archive.location, files))
+        finally:
+            stream.close()
+        self.ids.close()
+        m.chunk_count = self.ids.count
+        assert stream.stop is not None
+        m.stop_lsn, m.pg_manifest = stream.stop.lsn, stream.manifest.decode()
+        m.logical_bytes = self.streamer.logical
+        m.stop_time = datetime.now(UTC).isoformat()
+        checked = check_against_pg_manifest(m)
+        log.info("backup %s: %d files match PostgreSQL's backup_manifest", self.id, checked)
+        for t in self.stores:
+            t.store.flush()
+        faultpoint.point("backup.after_flush")
+        self.stop_timeline = stream.stop.timeline
+
+    def wal(self, m: BackupManifest, wal_timeout: float, say: Say) -> None:
+        """Record where the backup ends; wait until all the WAL it needs is archived."""
+        from pgharbor.pg import identity
+
+        with identity.connect(self.cluster.dsn) as conn:
+            row = conn.execute(
+                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+            ).fetchone()
+            m.stop_xmin = int(row[0]) if row else None
+        seg = self.cluster.wal_segment_size
+        first = lsn_segno(parse_lsn(m.start_lsn), seg)
+        last = lsn_segno(parse_lsn(m.stop_lsn) - 1, seg)
+        names = [segment_name(self.stop_timeline, n, seg) for n in range(first, last + 1)]
+        m.wal_start, m.wal_stop = names[0], names[-1]
+        self.repo.update(
+            self.id,
+            stop_lsn=m.stop_lsn,
+            stop_time=datetime.fromisoformat(m.stop_time),
+            stop_xmin=m.stop_xmin,
+            wal_start=m.wal_start,
+            wal_stop=m.wal_stop,
+            logical_bytes=m.logical_bytes,
+        )
+        wait_for_wal(
+            self.settings,
+            self.cluster.name,
+            [(p.target, p.url) for p in self.places],
+            names,
+            min(self.cluster.required_copies, len(self.places)),
+            wal_timeout,
+            say,
+        )
+
+    def commit(self, m: BackupManifest) -> int:
+        """Confirm, write the manifest and the refs, confirm again, record ``ok``.
+        Returns the bytes this backup added to its first target."""
+        self.leases.check()
+        for t in self.stores:
+            t.store.confirm()  # every chunk de-duplicated against is still there
+        blob = m.seal(self.codec.keys)
+        name = self.cluster.name
+        faultpoint.point("backup.before_manifest")
+        for t in self.stores:
+            t.store.storage.put(manifest_key(name, self.id), blob)
+        faultpoint.point("backup.after_manifest")
+        for t in self.stores:
+            t.store.storage.put(ref_key(name, self.id), self.id.encode())
+            t.store.storage.delete(ref_key(name, self.id, running=True))
+        faultpoint.point("backup.after_ref")
+        self.leases.check()  # a GC that started meanwhile must have taken it over first
+        for t in self.stores:
+            added = t.store.new_bytes + self.ids.stored + len(blob)
+            self.repo.finish_copy(self.id, t.id, "ok", added)
+        stored = self.stores[0].store.new_bytes + self.ids.stored + len(blob)
+        self.repo.finish(self.id, stored_bytes=stored)
+        return stored
+
+    def fail(self, exc: BaseException) -> None:
+        """Record the failure; remove what the backup wrote (its chunks go with a GC)."""
+        try:
+            self.repo.update(self.id, status="failed", error=_reason(exc)[:2000])
+        finally:
+            for t in self.stores:
+                with contextlib.suppress(PgharborError):
+                    s = t.store.storage
+                    s.delete(ref_key(self.cluster.name, self.id))
+                    delete_backup_objects(s, self.cluster.name, self.id)
+                    s.delete(ref_key(self.cluster.name, self.id, running=True))
+
+
 def create_backup(
     catalog: Catalog,
     settings: Settings,
@@ -191,172 +345,32 @@ def create_backup(
     wal_timeout: float = 300,
     workers: int | None = None,
     progress: Progress = lambda d, t: None,
-    say: Callable[[str], None] = lambda s: None,
+    say: Say = lambda s: None,
 ) -> BackupResult:
-    cluster = catalog.cluster(cluster_name)
-    places = [p for p in catalog.placements(cluster_name) if p.active]
-    if target is not None:
-        places = [p for p in places if p.target == target]
-        if not places:
-            raise UsageError(
-                f"cluster {cluster_name!r} has no active placement on target {target!r}"
-            )
-    if not places:
-        raise UsageError(f"cluster {cluster_name!r} has no active placements to back up to")
-    codec = ChunkCodec.for_cluster(settings, cluster.name, [p.target for p in places])
-    stores = [
-        TargetStore(
-            p.target_id,
-            p.target,
-            ChunkStore(open_storage(p.url, settings.target_options(p.target)), codec),
-        )
-        for p in places
-    ]
-    repo = BackupRepo(catalog)
-    backup_id = _new_id()
-    label = f"pgharbor {backup_id}"
-    repo.begin(
-        backup_id, cluster.id, label, [t.id for t in stores], socket.gethostname(), os.getpid()
-    )
+    refuse_root("backup create")
+    b = _Backup(catalog, settings, cluster_name, target)
+    b.repo.reap(b.cluster.id)
     t0 = time.monotonic()
-    streamer: _Streamer | None = None
     try:
-        for t in stores:
-            t.store.storage.put(ref_key(cluster.name, backup_id, running=True), backup_id.encode())
-            t.store.load()
-        from pgharbor.pg import identity
-        from pgharbor.pg.basebackup import BaseBackupStream
-
-        with identity.connect(cluster.dsn) as conn:
-            ident = identity.read_identity(conn)
-        if str(ident.system_identifier) != cluster.system_identifier:
-            raise PostgresError(
-                f"the server at the DSN has system identifier {ident.system_identifier}, "
-                f"not {cluster.system_identifier} of cluster {cluster.name!r}"
-            )
-        if ident.in_recovery:
-            raise UsageError("backups from a standby are not supported yet: back up the primary")
-        started = datetime.now(UTC)
-        say(
-            f"backup {backup_id}: streaming from {cluster.host}:{cluster.port} to {', '.join(t.name for t in stores)}"
-        )
-        stream = BaseBackupStream(cluster.dsn, label)
-        repo.update(
-            backup_id,
-            start_lsn=stream.start.lsn,
-            timeline=stream.start.timeline,
-            pg_version_num=ident.version_num,
-        )
-        ids = ChunkMapWriter(
-            [t.store.storage for t in stores],
-            Identity(cluster.name, cluster.id, cluster.system_identifier, backup_id),
-            codec.keys,
-        )
-        streamer = _Streamer(stores, codec, workers or max(2, os.cpu_count() or 2), ids)
-        m = BackupManifest(
-            id=backup_id,
-            cluster=cluster.name,
-            cluster_id=cluster.id,
-            system_identifier=cluster.system_identifier,
-            label=label,
-            pg_version_num=ident.version_num,
-            chunk_size=CHUNK_SIZE,
-            timeline=stream.start.timeline,
-            start_lsn=stream.start.lsn,
-            start_time=started.isoformat(),
-        )
-        done = [0]
-        try:
-            for archive, reader in stream.archives():
-                files = streamer.archive(reader, progress, done, stream.total_bytes)
-                if archive.oid is None:
-                    m.files = files
-                else:
-                    m.tablespaces.append(TablespaceEntry(archive.oid, archive.location, files))
-        finally:
-            stream.close()
-        ids.close()
-        m.chunk_count = ids.count
-        assert stream.stop is not None
-        m.stop_lsn, m.pg_manifest, m.logical_bytes = (
-            stream.stop.lsn,
-            stream.manifest.decode(),
-            streamer.logical,
-        )
-        m.stop_time = datetime.now(UTC).isoformat()
-        checked = check_against_pg_manifest(m)
-        log.info("backup %s: %d files match PostgreSQL's backup_manifest", backup_id, checked)
-        for t in stores:
-            t.store.flush()
-        with identity.connect(cluster.dsn) as conn:
-            row = conn.execute(
-                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
-            ).fetchone()
-            m.stop_xmin = int(row[0]) if row else None
-        seg = cluster.wal_segment_size
-        first, last = (
-            lsn_segno(parse_lsn(m.start_lsn), seg),
-            lsn_segno(parse_lsn(m.stop_lsn) - 1, seg),
-        )
-        names = [segment_name(stream.stop.timeline, n, seg) for n in range(first, last + 1)]
-        m.wal_start, m.wal_stop = names[0], names[-1]
-        repo.update(
-            backup_id,
-            stop_lsn=m.stop_lsn,
-            stop_time=datetime.fromisoformat(m.stop_time),
-            stop_xmin=m.stop_xmin,
-            wal_start=m.wal_start,
-            wal_stop=m.wal_stop,
-            logical_bytes=m.logical_bytes,
-        )
-        wait_for_wal(
-            settings,
-            cluster.name,
-            [(p.target, p.url) for p in places],
-            names,
-            min(cluster.required_copies, len(places)),
-            wal_timeout,
-            say,
-        )
-        blob = m.seal(codec.keys)
-        for t in stores:
-            t.store.storage.put(manifest_key(cluster.name, backup_id), blob)
-            t.store.storage.put(ref_key(cluster.name, backup_id), backup_id.encode())
-            t.store.storage.delete(ref_key(cluster.name, backup_id, running=True))
-            repo.finish_copy(backup_id, t.id, "ok", t.store.new_bytes + ids.stored + len(blob))
-        stored = stores[0].store.new_bytes + ids.stored + len(blob)
-        repo.update(backup_id, status="ok", stored_bytes=stored)
-    except BaseException as exc:
-        reason = (
-            exc.message
-            if isinstance(exc, PgharborError)
-            else (
-                "interrupted"
-                if isinstance(exc, KeyboardInterrupt)
-                else f"{type(exc).__name__}: {exc}"
-            )
-        )
-        try:
-            repo.update(backup_id, status="failed", error=reason[:2000])
-        finally:
-            for t in stores:
-                with contextlib.suppress(PgharborError):
-                    delete_backup_objects(t.store.storage, cluster.name, backup_id)
-                    t.store.storage.delete(ref_key(cluster.name, backup_id, running=True))
-        raise
+        with b.leases:  # Busy (a GC runs): nothing was recorded or written
+            try:
+                b.begin()
+                m = b.stream(workers, progress, say)
+                b.wal(m, wal_timeout, say)
+                stored = b.commit(m)
+            except BaseException as exc:
+                b.fail(exc)
+                raise
     finally:
-        if streamer is not None:
-            streamer.close()
-        for t in stores:
-            t.store.close()
+        b.close()
     return BackupResult(
-        backup_id,
-        cluster.name,
+        b.id,
+        b.cluster.name,
         m.logical_bytes,
         stored,
         len(m.all_files()),
         time.monotonic() - t0,
         m.start_lsn,
         m.stop_lsn,
-        [t.name for t in stores],
+        [t.name for t in b.stores],
     )

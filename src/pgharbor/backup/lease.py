@@ -22,6 +22,10 @@ clock skew tolerated between hosts. A holder renews its lease (a thread) while i
 and calls :meth:`Lease.check` right before each step that relies on the exclusion (a GC
 before it frees anything, a backup before it writes its manifest): the lease must still
 be there, fresh, and unchallenged, or the step is not taken (LeaseLost).
+
+A lease that lapsed is lost for good: once its expiry has passed (the holder was stalled,
+or could not renew), renewal stops, and a lease object removed by someone who saw it
+dead is never written again. Others may have acted on its death meanwhile.
 """
 
 from __future__ import annotations
@@ -31,10 +35,20 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from pgharbor.errors import Busy, LeaseLost, ObjectExists, PgharborError, StorageError
+from pgharbor import faultpoint
+from pgharbor.errors import (
+    Busy,
+    LeaseLost,
+    ObjectExists,
+    ObjectNotFound,
+    PgharborError,
+    StorageError,
+    UsageError,
+)
 from pgharbor.storage.base import HOST, Storage, process_gone
 
 log = logging.getLogger(__name__)
@@ -136,17 +150,28 @@ def _parse(key: str, blob: bytes) -> LeaseInfo | BadLease:
     return info
 
 
+def _listing(storage: Storage) -> list[str]:
+    """The lease objects' keys. A lease released while the folder is read can make a
+    listing fail (the file backend stats what it found): list again."""
+    for attempt in range(5):
+        try:
+            return [obj.key for obj in storage.list(PREFIX)]
+        except ObjectNotFound:
+            if attempt == 4:
+                raise
+            time.sleep(0.01 * (attempt + 1))
+    return []
+
+
 def read_leases(storage: Storage) -> list[LeaseInfo | BadLease]:
     """Every lease object on the target (one vanishing while listed is skipped)."""
     found: list[LeaseInfo | BadLease] = []
-    for obj in storage.list(PREFIX):
+    for key in _listing(storage):
         try:
-            blob = storage.get(obj.key)
-        except StorageError as exc:
-            if exc.code == 11:  # ObjectNotFound: released meanwhile
-                continue
-            raise
-        found.append(_parse(obj.key, blob))
+            blob = storage.get(key)
+        except ObjectNotFound:  # released meanwhile
+            continue
+        found.append(_parse(key, blob))
     return found
 
 
@@ -162,15 +187,18 @@ class Lease:
         *,
         ttl: float = TTL,
         renew_every: float = RENEW_EVERY,
+        on_renew: Callable[[], None] | None = None,
     ) -> None:
+        """``on_renew`` runs after each renewal (on the renewal thread): a heartbeat."""
         if kind not in SHARED | EXCLUSIVE:
             raise ValueError(f"unknown lease kind {kind!r}")
         self.storage, self.kind, self.owner = storage, kind, owner
-        self.ttl, self.renew_every = ttl, renew_every
+        self.ttl, self.renew_every, self.on_renew = ttl, renew_every, on_renew
         self.key = f"{PREFIX}{kind}.{HOST}-{os.getpid()}-{os.urandom(4).hex()}"
         self.acquired = self.expires = 0.0
         self.held = False
         self._error: str | None = None
+        self._lost: str | None = None  # why the lease lapsed: it is never renewed again
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -192,13 +220,28 @@ class Lease:
         return json.dumps(d, sort_keys=True).encode()
 
     def _write(self, *, first: bool) -> None:
-        now = time.time()
-        expires = now + self.ttl
         with self._lock:
+            now = time.time()
             if first:
                 self.acquired = now
+            else:
+                self._still_ours(now)
+            expires = now + self.ttl
             self.storage.put(self.key, self._blob(self.acquired, expires), overwrite=not first)
             self.expires = expires
+
+    def _still_ours(self, now: float) -> None:
+        """Before a renewal: a lease that expired, or whose object is gone (removed by
+        someone who saw it dead), is lost; renewing it would hide that."""
+        if self._lost is None and now > self.expires:
+            self._lost = (
+                f"the {self.kind} lease of {self.owner} expired "
+                f"(last renewal failed: {self._error or 'the process was stalled'})"
+            )
+        if self._lost is None and self.storage.stat(self.key) is None:
+            self._lost = f"the {self.kind} lease {self.key} vanished"
+        if self._lost is not None:
+            raise LeaseLost(f"{self.storage.url}: {self._lost}")
 
     def _conflicts(self) -> list[LeaseInfo | BadLease]:
         """Live leases of others that exclude this one; dead ones are removed."""
@@ -229,6 +272,7 @@ class Lease:
         except ObjectExists:  # a random name taken: impossible in practice
             raise Busy(f"{self.storage.url}: lease {self.key} exists") from None
         try:
+            faultpoint.point("lease.after_write")
             blocking = self._conflicts()
         except BaseException:
             self._remove()
@@ -252,9 +296,18 @@ class Lease:
             try:
                 self._write(first=False)
                 self._error = None
+            except LeaseLost as exc:  # for good: check() reports it
+                log.warning("%s", exc)
+                return
             except Exception as exc:  # kept trying; check() reports it
                 self._error = str(exc)
                 log.warning("%s: renewing %s failed: %s", self.storage.url, self.key, exc)
+                continue
+            if self.on_renew is not None:
+                try:
+                    self.on_renew()
+                except Exception as exc:  # a heartbeat elsewhere: the lease stays good
+                    log.warning("%s: after renewing %s: %s", self.storage.url, self.key, exc)
 
     def check(self) -> None:
         """Right before a step that relies on the exclusion: the lease must still be
@@ -262,15 +315,8 @@ class Lease:
         it; otherwise LeaseLost, and the step must not be taken."""
         if not self.held:
             raise LeaseLost(f"{self.storage.url}: the {self.kind} lease is not held")
-        if time.time() > self.expires:
-            raise LeaseLost(
-                f"{self.storage.url}: the {self.kind} lease of {self.owner} expired "
-                f"(last renewal failed: {self._error or 'the process was stalled'})"
-            )
         try:
-            if self.storage.stat(self.key) is None:
-                raise LeaseLost(f"{self.storage.url}: the {self.kind} lease {self.key} vanished")
-            self._write(first=False)
+            self._write(first=False)  # LeaseLost if it expired or vanished
             blocking = self._conflicts()
         except PgharborError as exc:
             if isinstance(exc, LeaseLost):
@@ -304,6 +350,49 @@ class Lease:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+class LeaseGroup:
+    """One operation's leases on several targets, taken all or none."""
+
+    def __init__(self, leases: list[Lease]) -> None:
+        self.leases = leases
+
+    def acquire(self) -> LeaseGroup:
+        taken: list[Lease] = []
+        try:
+            for lease in self.leases:
+                taken.append(lease.acquire())
+        except BaseException:
+            for lease in taken:
+                lease.release()
+            raise
+        return self
+
+    def check(self) -> None:
+        for lease in self.leases:
+            lease.check()
+
+    def release(self) -> None:
+        for lease in self.leases:
+            lease.release()
+
+    def __enter__(self) -> LeaseGroup:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def refuse_root(command: str) -> None:
+    """Commands that write a chunk store refuse to run as root: what root creates there
+    (folders of packs, leases) the OS user that runs every other command cannot remove."""
+    if os.geteuid() == 0:
+        raise UsageError(
+            f"{command} must not run as root: it would leave objects on file targets that "
+            "the pgharbor user cannot delete",
+            hint=f"runuser -u postgres -- pgharbor … {command} …",
+        )
 
 
 def holders(storage: Storage) -> list[LeaseInfo]:

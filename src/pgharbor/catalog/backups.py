@@ -1,16 +1,31 @@
-"""The catalog's record of base backups."""
+"""The catalog's record of base backups.
+
+A ``running`` row names its writer (host and pid) and carries a heartbeat
+(``modified_at``, renewed with the writer's leases). A row whose writer is gone — on
+this host, its process no longer runs; anywhere, no heartbeat for longer than a lease
+lives — is marked ``failed`` by the next command that reads the cluster's backups, so
+it never blocks anything and is never mistaken for a backup in progress.
+"""
 
 from __future__ import annotations
 
+import logging
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from pgharbor.backup.lease import SKEW, TTL
 from pgharbor.catalog.repo import Catalog, _aware, now
-from pgharbor.catalog.schema import backup_copies, backups, clusters, targets
-from pgharbor.errors import NotFound
+from pgharbor.catalog.schema import backup_copies, backups, targets
+from pgharbor.errors import Conflict, NotFound
+from pgharbor.storage.base import process_gone
+
+log = logging.getLogger(__name__)
+STALE_AFTER = TTL + SKEW  # seconds without a heartbeat after which a writer is gone
 
 
 @dataclass(frozen=True)
@@ -31,6 +46,26 @@ class Backup:
     wal_stop: str | None
     targets: list[str]
     error: str | None
+    host: str = ""
+    pid: int | None = None
+
+
+def writer_gone(
+    host: str,
+    pid: int | None,
+    heartbeat: datetime,
+    at: datetime,
+    *,
+    here: str,
+    gone: Callable[[int], bool] = process_gone,
+) -> str | None:
+    """Why the writer of a running backup is provably gone, or None while it may live."""
+    if host == here and pid and gone(pid):
+        return f"its writer (pid {pid} on {host}) is gone"
+    age = (at - heartbeat).total_seconds()
+    if age > STALE_AFTER:
+        return f"its writer (pid {pid} on {host or 'an unknown host'}) gave no sign of life for {age:.0f} s"
+    return None
 
 
 class BackupRepo:
@@ -76,6 +111,48 @@ class BackupRepo:
                 .values(**values, modified_at=now())
             )
 
+    def _if_running(self, backup_id: str, **values: Any) -> bool:
+        with self.cat.engine.begin() as conn:
+            done = conn.execute(
+                backups.update()
+                .where(backups.c.id == backup_id, backups.c.status == "running")
+                .values(**values, modified_at=now())
+            )
+        return bool(done.rowcount)
+
+    def heartbeat(self, backup_id: str) -> None:
+        """The writer is alive (called with each lease renewal)."""
+        self._if_running(backup_id)
+
+    def finish(self, backup_id: str, **values: Any) -> None:
+        """running -> ok, or Conflict when the row is no longer a running backup (it was
+        marked failed, its writer taken for dead, or deleted): then it must not be ok."""
+        if not self._if_running(backup_id, status="ok", **values):
+            raise Conflict(
+                f"backup {backup_id} is no longer recorded as running (marked failed or "
+                "deleted meanwhile): it is not usable"
+            )
+
+    def fail_running(self, backup_id: str, reason: str) -> bool:
+        """Mark a running backup failed (a dead writer's); False when it was not running."""
+        failed = self._if_running(backup_id, status="failed", error=reason[:2000])
+        if failed:
+            log.warning("warning: backup %s marked failed: %s", backup_id, reason)
+        return failed
+
+    def reap(self, cluster_id: str) -> None:
+        """Mark failed every running backup of the cluster whose writer is gone."""
+        q = sa.select(backups.c.id, backups.c.host, backups.c.pid, backups.c.modified_at).where(
+            backups.c.cluster_id == cluster_id, backups.c.status == "running"
+        )
+        with self.cat.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        here, at = socket.gethostname(), now()
+        for bid, host, pid, beat in rows:
+            why = writer_gone(host, pid, _aware(beat), at, here=here)
+            if why is not None:
+                self.fail_running(bid, why)
+
     def finish_copy(self, backup_id: str, target_id: str, status: str, stored_bytes: int) -> None:
         with self.cat.engine.begin() as conn:
             conn.execute(
@@ -87,7 +164,9 @@ class BackupRepo:
             )
 
     def for_cluster(self, cluster: str, *, status: str | None = None) -> list[Backup]:
+        """The cluster's backups, oldest first (running ones of dead writers now failed)."""
         c = self.cat.cluster(cluster)
+        self.reap(c.id)
         q = sa.select(backups).where(backups.c.cluster_id == c.id)
         if status:
             q = q.where(backups.c.status == status)
@@ -125,16 +204,6 @@ class BackupRepo:
         with self.cat.engine.connect() as conn:
             return [(a, b, c) for a, b, c in conn.execute(q)]
 
-    def running_on_target(self, target_id: str) -> list[tuple[str, str]]:
-        q = (
-            sa.select(backups.c.id, clusters.c.name)
-            .join(backup_copies, backup_copies.c.backup_id == backups.c.id)
-            .join(clusters, clusters.c.id == backups.c.cluster_id)
-            .where(backup_copies.c.target_id == target_id, backups.c.status == "running")
-        )
-        with self.cat.engine.connect() as conn:
-            return [(a, b) for a, b in conn.execute(q)]
-
     def delete(self, backup_id: str) -> None:
         with self.cat.engine.begin() as conn:
             conn.execute(backup_copies.delete().where(backup_copies.c.backup_id == backup_id))
@@ -159,4 +228,6 @@ def _backup(r: Any, cluster: str, where: list[str]) -> Backup:
         wal_stop=r["wal_stop"],
         targets=where,
         error=r["error"],
+        host=r["host"],
+        pid=r["pid"],
     )

@@ -1,4 +1,4 @@
-"""backup create / list / show / delete."""
+"""backup create / list / show / delete / verify."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ import click
 
 from pgharbor.cli.main import AppContext, pass_app
 from pgharbor.render.output import emit_json, emit_table, fmt_bytes, fmt_time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pgharbor.backup.verify import PlacementCheck
 
 
 @click.group()
@@ -119,11 +123,52 @@ def backup_delete(app: AppContext, cluster: str, backup_id: str) -> None:
 
     r = delete_backup(app.catalog(), app.settings, cluster, backup_id)
     for target, g in r.gc.items():
+        extra = f", {g.orphans} orphans" if g.orphans else ""
+        extra += f", leftovers of {g.leftovers} dead backup(s)" if g.leftovers else ""
         click.echo(
             f"{target}: {g.chunks_freed} chunks freed ({fmt_bytes(g.bytes_freed)}), "
-            f"{g.packs_deleted} packs deleted, {g.packs_rewritten} rewritten"
+            f"{g.packs_deleted} packs deleted, {g.packs_rewritten} rewritten{extra}"
         )
     click.echo(f"backup {r.id} of {r.cluster} deleted")
+
+
+@backup.command("verify")
+@click.argument("cluster")
+@click.argument("backup_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def backup_verify(app: AppContext, cluster: str, backup_id: str, as_json: bool) -> None:
+    """Read and check every chunk of a backup on each placement that holds it."""
+    from pgharbor.backup.verify import verify_backup
+    from pgharbor.errors import IntegrityError
+
+    r = verify_backup(app.catalog(), app.settings, cluster, backup_id)
+    if as_json:
+        emit_json(r)
+    else:
+        for p in r.placements:
+            _echo_check(p)
+    if not r.ok:
+        bad = [p.target for p in r.placements if p.status != "ok"]
+        raise IntegrityError(
+            f"backup {r.backup_id} of {r.cluster} is not whole on {', '.join(bad)}"
+        )
+
+
+def _echo_check(p: PlacementCheck) -> None:
+    if p.status == "ok":
+        click.echo(f"{p.target}: ok, {p.chunks} chunks verified")
+    else:
+        click.echo(
+            f"{p.target}: {p.status.upper()}: {p.ok} of {p.chunks} chunks ok, {p.missing} "
+            f"missing, {p.corrupt} corrupt" + (f", {p.unchecked} unchecked" if p.unchecked else "")
+        )
+    for problem in p.problems:
+        click.echo(f"  {problem}")
+    for b in p.bad:
+        click.echo(f"  {b.path} chunk {b.chunk} ({b.id}…): {b.problem}")
+    for note in p.notes:
+        click.echo(f"  note: {note}")
 
 
 def register(root: click.Group) -> None:

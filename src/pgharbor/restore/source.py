@@ -38,13 +38,16 @@ class _Source:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def ready(self) -> ChunkStore:
-        """The store with its index loaded (once, even when many threads ask at once)."""
+        """The store with its index loaded (once, even when many threads ask at once).
+        An index that cannot be read is skipped with a warning (its chunks are read from
+        another placement, chunk by chunk): only a placement that cannot be listed or
+        read at all is broken."""
         with self.lock:
             if self.broken is not None:
                 raise StorageError(self.broken)
             if not self.loaded:
                 try:
-                    self.store.load()
+                    self.store.load(quarantine=False)  # a restore changes no target
                 except (StorageError, IntegrityError) as exc:
                     self.broken = str(exc)
                     raise
