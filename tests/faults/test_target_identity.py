@@ -58,6 +58,9 @@ def test_an_unmounted_file_system_takes_no_copy(
     assert _ls(mnt) == []  # nothing was written into the bare mount point...
     assert (pg.pgdata / "pg_wal" / "archive_status" / f"{pending}.ready").exists()  # ...kept
     assert "cluster.json is missing" in pg.log_tail(200)
+    line = harbor.fails("backup", "create", "c1", code=19)  # a backup takes no copy either
+    assert "cluster.json is missing" in line
+    assert _ls(mnt) == [] and harbor.json("backup", "list", "c1") == []
     subprocess.run(["mount", "--bind", disk, mnt], check=True)
     pg.wait_for_archived(pending, timeout=120)  # PostgreSQL's retry succeeds by itself
     assert any(p.name == pending for p in (mnt / "c1" / "wal").rglob("*"))

@@ -44,6 +44,7 @@ from pgharbor.catalog.repo import Catalog
 from pgharbor.domain.wal import lsn_segno, parse_lsn, segment_name
 from pgharbor.errors import PgharborError, PostgresError, UsageError
 from pgharbor.settings import Settings
+from pgharbor.storage.claim import check_claim
 from pgharbor.storage.factory import open_storage
 from pgharbor.storage.layout import wal_key
 
@@ -179,6 +180,13 @@ class _Backup:
             t.store.close()
 
     # -- the steps --------------------------------------------------------------------
+    def check_claims(self) -> None:
+        """Every target must be the storage its placement was set up on (its claim of
+        the cluster's folder is there): a copy counts only where that was checked."""
+        c = self.cluster
+        for t in self.stores:
+            check_claim(t.store.storage, c.name, c.system_identifier, t.id)
+
     def begin(self) -> None:
         """Record the backup, mark it on the targets, load their chunk indexes."""
         self.repo.begin(
@@ -352,6 +360,7 @@ def create_backup(
     b.repo.reap(b.cluster.id)
     t0 = time.monotonic()
     try:
+        b.check_claims()  # nothing is written where the placement's claim is not found
         with b.leases:  # Busy (a GC runs): nothing was recorded or written
             try:
                 b.begin()

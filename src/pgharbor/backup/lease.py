@@ -150,23 +150,10 @@ def _parse(key: str, blob: bytes) -> LeaseInfo | BadLease:
     return info
 
 
-def _listing(storage: Storage) -> list[str]:
-    """The lease objects' keys. A lease released while the folder is read can make a
-    listing fail (the file backend stats what it found): list again."""
-    for attempt in range(5):
-        try:
-            return [obj.key for obj in storage.list(PREFIX)]
-        except ObjectNotFound:
-            if attempt == 4:
-                raise
-            time.sleep(0.01 * (attempt + 1))
-    return []
-
-
 def read_leases(storage: Storage) -> list[LeaseInfo | BadLease]:
     """Every lease object on the target (one vanishing while listed is skipped)."""
     found: list[LeaseInfo | BadLease] = []
-    for key in _listing(storage):
+    for key in [obj.key for obj in storage.list(PREFIX)]:
         try:
             blob = storage.get(key)
         except ObjectNotFound:  # released meanwhile

@@ -184,7 +184,11 @@ class FileStorage:
             for dirpath, rel, fn in self._walk(prefix):
                 key = f"{rel}/{fn}" if rel else fn
                 if not fn.startswith(TMP_MARK) and key.startswith(prefix):
-                    found.append(ObjectInfo(key, os.stat(os.path.join(dirpath, fn)).st_size))
+                    try:
+                        size = os.stat(os.path.join(dirpath, fn)).st_size
+                    except FileNotFoundError:
+                        continue  # deleted while listed: as if listed a moment later
+                    found.append(ObjectInfo(key, size))
         except OSError as exc:
             raise self._error(exc, prefix) from exc
         found.sort(key=lambda o: o.key)
