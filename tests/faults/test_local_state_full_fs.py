@@ -91,3 +91,13 @@ def test_enospc_in_the_state_folder_never_stops_archiving(tmp_path: Path, tiny: 
     for name in pushed:  # ...and every file is on both targets whatever the catalog says
         assert all(name in env.stored(root) for root in env.roots), name
     assert _push(env, state, NAMES[-1], env.url).stderr == ""  # healthy again
+    sync = subprocess.run(  # and the rows the cut record held are recorded from the targets
+        [PGHARBOR, "--catalog", env.url, "wal", "sync", "c1"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PGHARBOR_STATE_DIR": str(state)},
+        check=False,
+    )
+    assert sync.returncode == 0, sync.stderr
+    assert set(pushed) <= set(env.copies())
+    assert all(status == "ok" for cs in env.copies().values() for _, status in cs)

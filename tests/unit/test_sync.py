@@ -52,3 +52,22 @@ def test_sync_skips_a_corrupt_source_copy(tmp_path: Path) -> None:
     r = sync(env.settings, "c1")
     assert r.copied == {} and len(r.failed) == 1 and "no good copy" in r.failed[0]
     assert env.stored(env.roots[1]) == []  # nothing bad was spread
+
+
+def test_sync_records_stored_copies_the_catalog_lost(tmp_path: Path) -> None:
+    import sqlite3
+
+    env = Env(tmp_path)
+    for n in NAMES[:3]:
+        push(env.settings, "c1", env.wal(n, segment(n, SYSID)))
+    (env.roots[1] / "c1" / "wal" / NAMES[2][:16] / NAMES[2]).write_bytes(b"damaged")
+    with sqlite3.connect(tmp_path / "catalog.db") as db:  # rows lost (a torn journal record)
+        db.execute("DELETE FROM wal_copies WHERE name <> ?", (NAMES[0],))
+    r = sync(env.settings, "c1")
+    assert r.recorded == 3  # NAMES[1] on both targets, NAMES[2] on t1; the damaged one is not
+    assert any(NAMES[2] in f and "not recorded" in f for f in r.failed)
+    assert env.copies() == {
+        NAMES[0]: [("t1", "ok"), ("t2", "ok")],
+        NAMES[1]: [("t1", "ok"), ("t2", "ok")],
+        NAMES[2]: [("t1", "ok")],
+    }

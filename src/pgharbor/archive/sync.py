@@ -1,21 +1,25 @@
 """wal sync: the catch-up of missing copies. Every archived file of a cluster ends up on
 every active placement: a copy a placement lacks (it was down, or added later) is read
 from another placement, verified against its checksum, and stored like a push (atomic,
-durable, sealed with the destination's key). It also sweeps what writers killed
-mid-put left behind under the cluster's WAL folder (see Storage.sweep)."""
+durable, sealed with the destination's key). A copy that is stored but that the catalog
+does not record (its row was lost with a torn journal record, or could be written
+nowhere) is read, verified and recorded. It also sweeps what writers killed mid-put left
+behind under the cluster's WAL folder (see Storage.sweep)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pgharbor import envelope
 from pgharbor.archive.context import ClusterContext, HotSession, Placement
-from pgharbor.archive.fetch import read_archived
+from pgharbor.archive.fetch import open_copy, read_archived
 from pgharbor.archive.push import store_bytes
+from pgharbor.catalog import lite
 from pgharbor.domain.wal import parse_name
 from pgharbor.errors import PgharborError, UsageError
 from pgharbor.settings import Settings
 from pgharbor.storage.factory import open_storage
-from pgharbor.storage.layout import wal_prefix
+from pgharbor.storage.layout import wal_key, wal_prefix
 
 
 @dataclass
@@ -26,6 +30,7 @@ class SyncResult:
     failed: list[str] = field(default_factory=list)
     unreachable: list[str] = field(default_factory=list)
     swept: int = 0  # leftovers of killed writers removed from the targets
+    recorded: int = 0  # stored copies the catalog lacked, verified and recorded
 
 
 def _names(settings: Settings, ctx: ClusterContext, p: Placement, result: SyncResult) -> set[str]:
@@ -40,6 +45,53 @@ def _names(settings: Settings, ctx: ClusterContext, p: Placement, result: SyncRe
             continue  # not a WAL file (nothing else lives there, but never copy junk)
         names.add(name)
     return names
+
+
+def _unrecorded_rows(
+    settings: Settings,
+    session: HotSession,
+    placements: tuple[Placement, ...],
+    present: dict[str, set[str]],
+    result: SyncResult,
+) -> list[dict[str, object]]:
+    """Rows for the copies that are stored but missing from the catalog, each verified."""
+    from datetime import UTC, datetime
+
+    ctx = session.ctx
+    if session.conn is None:
+        return []  # the catalog is away: nothing to compare with
+    known = lite.recorded_copies(session.conn, session.kind, ctx.id)
+    rows: list[dict[str, object]] = []
+    for p in placements:
+        missing = sorted(n for n in present[p.target] if (p.target_id, n) not in known)
+        if not missing:
+            continue
+        storage = open_storage(p.url, settings.target_options(p.target))
+        keys = envelope.keyring_for(settings, ctx.name, p.target)
+        for name in missing:
+            wal = parse_name(name)
+            try:
+                blob = storage.get(wal_key(ctx.name, wal))
+                data = open_copy(ctx, wal, blob, keys)
+            except PgharborError as exc:
+                result.failed.append(f"{name} on {p.target}: not recorded: {exc.message}")
+                continue
+            rows.append(
+                {
+                    "cluster_id": ctx.id,
+                    "target_id": p.target_id,
+                    "name": name,
+                    "timeline": wal.timeline,
+                    "size": len(data),
+                    "stored_size": len(blob),
+                    "checksum": "sha256:" + envelope.sha256(data),
+                    "archived_at": datetime.now(UTC).isoformat(),
+                    "status": "ok",
+                    "detail": "recorded by wal sync",
+                }
+            )
+    result.recorded = len(rows)
+    return rows
 
 
 def sync(settings: Settings, cluster: str) -> SyncResult:
@@ -57,6 +109,7 @@ def sync(settings: Settings, cluster: str) -> SyncResult:
     result.files = len(everything)
     rows = []
     try:
+        rows += _unrecorded_rows(settings, session, reachable, present, result)
         for name in sorted(everything, key=lambda n: (not n.endswith(".history"), n)):
             lacking = tuple(p for p in reachable if name not in present[p.target])
             if not lacking:

@@ -112,7 +112,9 @@ def verify(settings: Settings, cluster: str, workers: int = 4) -> VerifyResult:
     ctx = session.ctx
     try:
         recorded = (
-            lite.recorded_names(session.conn, session.kind, ctx.id) if session.conn else set()
+            {n for _, n in lite.recorded_copies(session.conn, session.kind, ctx.id)}
+            if session.conn
+            else set()
         )
     finally:
         session.close()

@@ -178,18 +178,18 @@ def recorded_checksums(conn: Any, kind: str, cluster_id: str, name: str) -> set[
     return found
 
 
-def recorded_names(conn: Any, kind: str, cluster_id: str) -> set[str]:
-    """Every file name the catalog records an ``ok`` copy of, for one cluster."""
+def recorded_copies(conn: Any, kind: str, cluster_id: str) -> set[tuple[str, str]]:
+    """(target id, file name) of every ``ok`` copy the catalog records for one cluster."""
     try:
         cur = conn.cursor()
         cur.execute(
             _sql(
                 kind,
-                "SELECT DISTINCT name FROM wal_copies WHERE cluster_id = %s AND status = 'ok'",
+                "SELECT target_id, name FROM wal_copies WHERE cluster_id = %s AND status = 'ok'",
             ),
             (cluster_id,),
         )
-        found = {str(r[0]) for r in cur.fetchall()}
+        found = {(str(t), str(n)) for t, n in cur.fetchall()}
         conn.rollback()
     except _db_errors() as exc:
         raise CatalogError(f"reading the catalog failed: {exc}") from None

@@ -101,7 +101,8 @@ def wal_sync(app: AppContext, cluster: str, as_json: bool) -> None:
     else:
         copied = ", ".join(f"{t}: {n}" for t, n in sorted(r.copied.items())) or "nothing to copy"
         swept = f"; removed {r.swept} abandoned temporary objects" if r.swept else ""
-        click.echo(f"{r.cluster}: {r.files} archived files; copied {copied}{swept}")
+        known = f"; recorded {r.recorded} stored copies the catalog lacked" if r.recorded else ""
+        click.echo(f"{r.cluster}: {r.files} archived files; copied {copied}{swept}{known}")
         for line in r.unreachable + r.failed:
             click.echo(f"  not done: {line}", err=True)
     if r.failed or r.unreachable:
