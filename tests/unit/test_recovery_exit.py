@@ -278,3 +278,33 @@ def test_restore_command_wrapper_passes_answers_through(env: Env) -> None:
     for i in (0, 1):
         _stored(env, i).write_bytes(b"garbage")
     assert rc(SEG1) == 126
+
+
+def test_a_starting_prefetcher_trusts_nothing_left_in_its_folder(env: Env, tmp_path: Path) -> None:
+    """Files left in pg_wal/pgharbor-prefetch (a host crash, an earlier prefetcher) are
+    removed before the restore_command's shell could hand one over."""
+    from pgharbor.archive.daemon import lock_held
+    from pgharbor.archive.prefetch import Cache
+
+    d = _datadir(env.tmp)
+    cache = Cache(str(d))
+    os.makedirs(cache.root)
+    Path(cache.wanted).write_text(SEG1)  # replay is at SEG1: the window starts at SEG2
+    stale = Path(cache.root) / "000000010000000000000002"  # in the window, but not trusted
+    stale.write_bytes(b"left by a crash")
+    config = tmp_path / "prefetch.toml"
+    config.write_text(f'catalog = "{env.url}"\nprefetch_idle_exit = 5\n')
+    proc = subprocess.Popen(
+        [PGHARBOR, "--config", str(config), "wal", "prefetcher", "c1", str(d)],
+        cwd=d,
+        env={**os.environ, "PGHARBOR_STATE_DIR": str(env.tmp / "state")},
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not lock_held(cache.lock) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        while stale.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not stale.exists() and proc.poll() is None  # gone while it runs
+    finally:
+        proc.wait(timeout=30)
