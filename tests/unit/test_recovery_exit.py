@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -308,3 +309,23 @@ def test_a_starting_prefetcher_trusts_nothing_left_in_its_folder(env: Env, tmp_p
         assert not stale.exists() and proc.poll() is None  # gone while it runs
     finally:
         proc.wait(timeout=30)
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+def test_prefetched_files_are_durable_before_they_appear(tmp_path: Path) -> None:
+    """A prefetched segment is fsynced before its rename and its folder after it (seen
+    with strace): after a host crash it is whole or absent, never torn."""
+    trace = tmp_path / "trace"
+    code = (
+        "from pgharbor.archive.fetch import write_atomic; "
+        f"write_atomic({str(tmp_path / 'seg')!r}, b'x' * 65536, durable=True)"
+    )
+    strace = ["strace", "-f", "-y", "-e", "trace=fsync,rename", "-o", str(trace)]
+    subprocess.run([*strace, sys.executable, "-c", code], check=True)
+    calls = [
+        line for line in trace.read_text().splitlines() if "fsync(" in line or "rename(" in line
+    ]
+    order = [
+        "rename" if "rename(" in c else "dir" if f"<{tmp_path}>" in c else "file" for c in calls
+    ]
+    assert order == ["file", "rename", "dir"], calls
