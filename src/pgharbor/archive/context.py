@@ -82,6 +82,19 @@ class ClusterContext(FrozenRecord):
         self.placements = placements
         self.archive_async = archive_async
 
+    def with_placements(self, placements: tuple[Placement, ...]) -> ClusterContext:
+        """The same cluster, seen through other placements (copies read from some)."""
+        return ClusterContext(
+            self.id,
+            self.name,
+            self.system_identifier,
+            self.wal_segment_size,
+            self.required_copies,
+            self.active,
+            placements,
+            self.archive_async,
+        )
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ClusterContext:
         return cls(

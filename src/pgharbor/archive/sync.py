@@ -9,13 +9,14 @@ behind under the cluster's WAL folder (see Storage.sweep)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from pgharbor import envelope
 from pgharbor.archive.context import ClusterContext, HotSession, Placement
 from pgharbor.archive.fetch import open_copy, read_archived
-from pgharbor.archive.push import store_bytes
+from pgharbor.archive.push import PushResult, store_bytes
 from pgharbor.catalog import lite
-from pgharbor.domain.wal import parse_name
+from pgharbor.domain.wal import WalName, parse_name
 from pgharbor.errors import PgharborError, UsageError
 from pgharbor.settings import Settings
 from pgharbor.storage.factory import open_storage
@@ -94,6 +95,22 @@ def _unrecorded_rows(
     return rows
 
 
+def copy_between(
+    settings: Settings,
+    session: HotSession,
+    wal: WalName,
+    sources: tuple[Placement, ...],
+    lacking: tuple[Placement, ...],
+) -> tuple[PushResult, list[dict[str, Any]], PgharborError | None]:
+    """Read ``wal`` from the first good copy on ``sources`` and store it on ``lacking`` as
+    a push stores it (claims checked, a corrupt copy replaced only on the catalog's word)."""
+    ctx = session.ctx
+    found = read_archived(settings, ctx.with_placements(sources), wal)
+    if found is None:
+        raise PgharborError(f"{wal.name}: no placement has a good copy")
+    return store_bytes(settings, ctx, wal, found[0], lacking, session.recorded_checksums)
+
+
 def sync(settings: Settings, cluster: str) -> SyncResult:
     session = HotSession(settings, cluster)
     ctx = session.ctx
@@ -115,22 +132,9 @@ def sync(settings: Settings, cluster: str) -> SyncResult:
             if not lacking:
                 continue
             wal = parse_name(name)
-            sources = ClusterContext(
-                ctx.id,
-                ctx.name,
-                ctx.system_identifier,
-                ctx.wal_segment_size,
-                ctx.required_copies,
-                ctx.active,
-                tuple(p for p in reachable if name in present[p.target]),
-            )
+            sources = tuple(p for p in reachable if name in present[p.target])
             try:
-                found = read_archived(settings, sources, wal)
-                if found is None:
-                    raise PgharborError(f"{name}: vanished from every source")
-                stored, new_rows, error = store_bytes(
-                    settings, ctx, wal, found[0], lacking, session.recorded_checksums
-                )
+                stored, new_rows, error = copy_between(settings, session, wal, sources, lacking)
             except PgharborError as exc:
                 result.failed.append(exc.message)
                 continue

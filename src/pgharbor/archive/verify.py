@@ -161,8 +161,7 @@ def repair(settings: Settings, result: VerifyResult) -> RepairResult:
     """Copy each bad copy of ``result`` from a placement whose copy verified, as a push
     would store it (a corrupt one is replaced only when the catalog confirms the content,
     and kept in quarantine first)."""
-    from pgharbor.archive.fetch import read_archived
-    from pgharbor.archive.push import store_bytes
+    from pgharbor.archive.sync import copy_between
 
     out = RepairResult()
     session = HotSession(settings, result.cluster)
@@ -173,20 +172,11 @@ def repair(settings: Settings, result: VerifyResult) -> RepairResult:
     rows = []
     try:
         for name, targets in sorted(bad_on.items()):
-            wal = parse_name(name)
-            sources = ClusterContext.from_dict(
-                {
-                    **ctx.as_dict(),
-                    "placements": [p.as_dict() for p in ctx.placements if p.target not in targets],
-                }
-            )
+            sources = tuple(p for p in ctx.placements if p.target not in targets)
             lacking = tuple(p for p in ctx.placements if p.target in targets)
             try:
-                found = read_archived(settings, sources, wal)
-                if found is None:
-                    raise PgharborError(f"{name}: no placement has a good copy")
-                stored, new_rows, _error = store_bytes(
-                    settings, ctx, wal, found[0], lacking, session.recorded_checksums
+                stored, new_rows, _ = copy_between(
+                    settings, session, parse_name(name), sources, lacking
                 )
             except PgharborError as exc:
                 out.failed.append(exc.message)

@@ -42,7 +42,7 @@ from pgharbor.catalog.backups import BackupRepo
 from pgharbor.catalog.models import Placement
 from pgharbor.catalog.repo import Catalog
 from pgharbor.domain.wal import lsn_segno, parse_lsn, segment_name
-from pgharbor.errors import PgharborError, PostgresError, UsageError
+from pgharbor.errors import PgharborError, UsageError
 from pgharbor.settings import Settings
 from pgharbor.storage.claim import check_claim
 from pgharbor.storage.factory import open_storage
@@ -211,14 +211,12 @@ class _Backup:
 
         c = self.cluster
         with identity.connect(c.dsn) as conn:
-            ident = identity.read_identity(conn)
-        if str(ident.system_identifier) != c.system_identifier:
-            raise PostgresError(
-                f"the server at the DSN has system identifier {ident.system_identifier}, "
-                f"not {c.system_identifier} of cluster {c.name!r}"
+            ident = identity.require_primary(
+                conn,
+                c.system_identifier,
+                c.name,
+                "backups from a standby are not supported yet: back up the primary",
             )
-        if ident.in_recovery:
-            raise UsageError("backups from a standby are not supported yet: back up the primary")
         started = datetime.now(UTC)
         say(
             f"backup {self.id}: streaming from {c.host}:{c.port} to "

@@ -60,6 +60,22 @@ def read_identity(conn: psycopg.Connection[Any]) -> ServerIdentity:
     )
 
 
+def require_primary(
+    conn: psycopg.Connection[Any], system_identifier: str, cluster: str, standby_error: str
+) -> ServerIdentity:
+    """The server's identity, refused unless it is the cluster's (same system identifier)
+    and a primary (``standby_error`` says what a standby cannot do)."""
+    ident = read_identity(conn)
+    if str(ident.system_identifier) != system_identifier:
+        raise PostgresError(
+            f"the server at the DSN has system identifier {ident.system_identifier}, "
+            f"not {system_identifier} of cluster {cluster!r}"
+        )
+    if ident.in_recovery:
+        raise PostgresError(standby_error)
+    return ident
+
+
 def read_fingerprint(conn: psycopg.Connection[Any]) -> tuple[str, datetime] | None:
     try:
         exists = conn.execute("SELECT to_regclass('pgharbor.fingerprint') IS NOT NULL").fetchone()

@@ -55,14 +55,12 @@ def create_point(catalog: Catalog, cluster_name: str, name: str) -> RestorePoint
     check_name(name)
     cluster = catalog.cluster(cluster_name)
     with identity.connect(cluster.dsn) as conn:
-        ident = identity.read_identity(conn)
-        if str(ident.system_identifier) != cluster.system_identifier:
-            raise PostgresError(
-                f"the server at the DSN has system identifier {ident.system_identifier}, "
-                f"not {cluster.system_identifier} of cluster {cluster.name!r}"
-            )
-        if ident.in_recovery:
-            raise PostgresError("the server is a standby: create restore points on the primary")
+        identity.require_primary(
+            conn,
+            cluster.system_identifier,
+            cluster.name,
+            "the server is a standby: create restore points on the primary",
+        )
         row = _create(conn, name)
     lsn, walfile, when = row
     point = RestorePoint(name, format_lsn(parse_lsn(lsn)), int(walfile[:8], 16), when, "created")
