@@ -326,12 +326,18 @@ def _decrypt(meta: Meta, prefix: bytes, sealed: bytes, keys: Keyring | None) -> 
 
 
 def unseal(
-    blob: bytes, keys: Keyring | None = None, *, max_size: int = MAX_OBJECT_SIZE
+    blob: bytes,
+    keys: Keyring | None = None,
+    *,
+    max_size: int = MAX_OBJECT_SIZE,
+    expect: bytes | None = None,
 ) -> tuple[Meta, bytes]:
     """Return the metadata and the verified original bytes of a stored object. An
     encrypted one needs ``keys`` holding its key: EncryptionError otherwise. A plaintext
     one is refused when ``keys`` require encryption, and one claiming more than
-    ``max_size`` bytes is refused before anything is decompressed (IntegrityError)."""
+    ``max_size`` bytes is refused before anything is decompressed (IntegrityError).
+    With ``expect`` (contents known to be right), the object must hold exactly those
+    bytes: compared directly, which is stronger than, and cheaper than, its checksum."""
     meta = read_meta(blob)
     end = header_length(blob)
     payload = blob[end:]
@@ -345,7 +351,10 @@ def unseal(
             "expected (stored object is corrupt)"
         )
     data = decompress(payload, meta.compression, meta.size)
-    if len(data) != meta.size or sha256(data) != meta.sha256:
+    if expect is not None:
+        if data != expect:
+            raise IntegrityError(f"{meta.name}: its contents are not what it claims to hold")
+    elif len(data) != meta.size or sha256(data) != meta.sha256:
         raise IntegrityError(f"{meta.name}: checksum mismatch (stored object is corrupt)")
     return meta, data
 
