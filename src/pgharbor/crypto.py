@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any, Final
 
-    from pgharbor.settings import Settings
 
 ALGORITHM = "aes-256-gcm"
 KEY_BYTES = 32
@@ -285,19 +284,24 @@ def _table_ring(table: Mapping[str, Any], section: str) -> Keyring | None:
     return Keyring(current, ring, f"{section} encryption_key_file or encryption_key_env")
 
 
-def keyring(settings: Settings, cluster: str, target: str | None = None) -> Keyring | None:
-    """The keys of ``cluster`` on ``target``, or None when neither has any configured.
+def keyring(
+    cluster: str,
+    cluster_table: Mapping[str, Any],
+    target: str | None = None,
+    target_table: Mapping[str, Any] | None = None,
+) -> Keyring | None:
+    """The keys of ``cluster`` on ``target`` from their settings tables (``[clusters.X]``
+    and ``[targets.Y]`` of the config file), or None when neither has any configured.
     The target's key, when set, is the one written with; every key of both can read.
     Encryption is required (plaintext refused on read) when a current key is set, unless
     ``encryption_required = false``; an explicit setting of the target wins over the
     cluster's."""
-    cluster_table = settings.cluster_options(cluster)
     own = _table_ring(cluster_table, f"[clusters.{cluster}]")
     required = _required(cluster_table, f"[clusters.{cluster}]")
     if target is None:
         ring = own
     else:
-        target_table = settings.targets.get(target, {})
+        target_table = target_table or {}
         theirs = _table_ring(target_table, f"[targets.{target}]")
         ring = theirs.merged(own) if theirs is not None and own is not None else theirs or own
         explicit = _required(target_table, f"[targets.{target}]")

@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from typing import Any, Final
 
     from pgharbor.crypto import Keyring
-    from pgharbor.settings import Settings
 
 MAGIC = b"PGHARBR1"
 _LEN = struct.Struct("<I")
@@ -115,16 +114,6 @@ class Meta(FrozenRecord):
 
 def _json(d: dict[str, Any]) -> bytes:
     return fastjson.dumps_compact(d).encode()
-
-
-def keyring_for(settings: Settings, cluster: str, target: str | None = None) -> Keyring | None:
-    """crypto.keyring(), without importing pgharbor.crypto (and the hashing and encoding
-    modules it needs) when neither the cluster nor the target has an encryption setting."""
-    if not settings.encryption_configured(cluster, target):
-        return None
-    from pgharbor import crypto
-
-    return crypto.keyring(settings, cluster, target)
 
 
 def sha256(data: bytes | memoryview) -> str:

@@ -14,10 +14,10 @@ import sys
 import uuid
 from dataclasses import dataclass
 
-from pgharbor.catalog.models import Cluster, Placement, Target
 from pgharbor.catalog.repo import Catalog, now
 from pgharbor.catalog.urls import parse_catalog_url, redact_conninfo, strip_password
 from pgharbor.errors import ConfigError, Conflict, UsageError
+from pgharbor.model import Cluster, Placement, Target
 from pgharbor.pg import identity
 from pgharbor.pg.conninfo import refuse_password
 from pgharbor.plain import absolute_path

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import os
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Self
+
 
 class Record:
     """A small value class as a dataclass would make it: the fields are ``__slots__``, in
@@ -32,6 +36,10 @@ class Record:
 
     def as_dict(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in self.__slots__}
+
+    def replace(self, **changes: object) -> Self:
+        """A copy with ``changes`` applied (as dataclasses.replace)."""
+        return type(self)(**{**self.as_dict(), **changes})
 
 
 class FrozenRecord(Record):

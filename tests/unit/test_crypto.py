@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pgharbor import crypto, envelope
+from pgharbor import access, crypto, envelope
 from pgharbor.backup.chunkmap import ChunkMapWriter, Identity, part_key
 from pgharbor.backup.chunks import ChunkCodec, ChunkStore, EncryptedChunkCodec, ref_key
 from pgharbor.backup.delete import live_chunks
@@ -91,31 +91,31 @@ def test_key_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     s = settings(c1={"encryption_key_env": "PGH_TEST_KEY"})
     monkeypatch.delenv("PGH_TEST_KEY", raising=False)
     with pytest.raises(EncryptionError, match=r"PGH_TEST_KEY .* is not set"):
-        crypto.keyring(s, "c1")
+        access.keyring(s, "c1")
     monkeypatch.setenv("PGH_TEST_KEY", base64.b64encode(raw).decode())
-    r = crypto.keyring(s, "c1")
+    r = access.keyring(s, "c1")
     assert r is not None and r.current is not None
     assert r.current.id == crypto.Key(raw, "x").id
     monkeypatch.setenv("PGH_TEST_KEY", "not a key")
     with pytest.raises(EncryptionError, match="environment variable PGH_TEST_KEY does not hold"):
-        crypto.keyring(s, "c1")
+        access.keyring(s, "c1")
 
 
 def test_settings_validation_and_target_key_wins(tmp_path: Path) -> None:
     kc, kt, old = key_file(tmp_path, "c"), key_file(tmp_path, "t"), key_file(tmp_path, "o")
-    assert crypto.keyring(settings(), "c1", "t1") is None
+    assert access.keyring(settings(), "c1", "t1") is None
     with pytest.raises(ConfigError, match="not both"):
-        crypto.keyring(
+        access.keyring(
             settings(c1={"encryption_key_file": str(kc), "encryption_key_env": "X"}), "c1"
         )
     with pytest.raises(ConfigError, match=r"unknown setting.*encryption_keyfile"):
-        crypto.keyring(settings(c1={"encryption_keyfile": str(kc)}), "c1")
+        access.keyring(settings(c1={"encryption_keyfile": str(kc)}), "c1")
     with pytest.raises(ConfigError, match="must be one string"):
-        crypto.keyring(settings(c1={"encryption_key_file": [str(kc), str(kt)]}), "c1")
+        access.keyring(settings(c1={"encryption_key_file": [str(kc), str(kt)]}), "c1")
     s = settings(
         c1={"encryption_key_file": str(kc), "encryption_old_key_files": [str(old)]}
     ).replace(targets={"t2": {"encryption_key_file": str(kt), "region": "x"}})
-    on_t1, on_t2 = crypto.keyring(s, "c1", "t1"), crypto.keyring(s, "c1", "t2")
+    on_t1, on_t2 = access.keyring(s, "c1", "t1"), access.keyring(s, "c1", "t2")
     assert on_t1 is not None and on_t2 is not None and on_t1.current and on_t2.current
     ids = {n: crypto.read_key_file(p, "t").id for n, p in (("c", kc), ("t", kt), ("o", old))}
     assert on_t1.current.id == ids["c"] and set(on_t1.keys) == {ids["c"], ids["o"]}
@@ -139,11 +139,11 @@ def test_no_key_configured_loads_no_cryptography() -> None:
     """The archive hot path pays nothing for encryption it does not use."""
     code = (
         "import sys, dataclasses\n"
-        "from pgharbor import crypto\n"
+        "from pgharbor import access\n"
         "from pgharbor.archive import push, fetch\n"
         "from pgharbor.settings import load_settings\n"
         "s = load_settings(env={})\n"
-        "assert crypto.keyring(s, 'c1', 't1') is None\n"
+        "assert access.keyring(s, 'c1', 't1') is None\n"
         "print('cryptography' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -334,14 +334,14 @@ def test_manifest_encrypted_and_gc_needs_the_keys(tmp_path: Path) -> None:
 
 def test_codec_for_cluster(tmp_path: Path) -> None:
     kc, kt = key_file(tmp_path, "c"), key_file(tmp_path, "t")
-    assert type(ChunkCodec.for_cluster(settings(), "c1", ["t1"])) is ChunkCodec
+    assert type(access.chunk_codec(settings(), "c1", ["t1"])) is ChunkCodec
     s = settings(c1={"encryption_key_file": str(kc)})
-    codec = ChunkCodec.for_cluster(s, "c1", ["t1", "t2"])
+    codec = access.chunk_codec(s, "c1", ["t1", "t2"])
     assert isinstance(codec, EncryptedChunkCodec) and codec.keys is not None
     s2 = s.replace(targets={"t2": {"encryption_key_file": str(kt)}})
     with pytest.raises(EncryptionError, match="different encryption keys"):
-        ChunkCodec.for_cluster(s2, "c1", ["t1", "t2"])
-    reading = ChunkCodec.for_cluster(s2, "c1", ["t1", "t2"], writing=False)
+        access.chunk_codec(s2, "c1", ["t1", "t2"])
+    reading = access.chunk_codec(s2, "c1", ["t1", "t2"], writing=False)
     assert reading.keys is not None and len(reading.keys.keys) == 2
 
 

@@ -18,95 +18,14 @@ from pgharbor import fastjson
 from pgharbor.catalog import lite
 from pgharbor.catalog.urls import parse_catalog_url
 from pgharbor.errors import CatalogError, CatalogRejected, ConfigError, NotFound
-from pgharbor.plain import FrozenRecord
+from pgharbor.model import Cluster
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from typing import Any, Final
+    from typing import Any
 
     from pgharbor.settings import Settings
-
-
-class Placement(FrozenRecord):
-    __slots__ = ("target_id", "target", "url", "priority")  # noqa: RUF023
-    target_id: Final[str]
-    target: Final[str]
-    url: Final[str]
-    priority: Final[int]
-
-    def __init__(self, target_id: str, target: str, url: str, priority: int) -> None:
-        self.target_id = target_id
-        self.target = target
-        self.url = url
-        self.priority = priority
-
-
-class ClusterContext(FrozenRecord):
-    __slots__ = (  # noqa: RUF023
-        "id",
-        "name",
-        "system_identifier",
-        "wal_segment_size",
-        "required_copies",
-        "active",
-        "placements",
-        "archive_async",
-    )
-    id: Final[str]
-    name: Final[str]
-    system_identifier: Final[int]
-    wal_segment_size: Final[int]
-    required_copies: Final[int]
-    active: Final[bool]
-    placements: Final[tuple[Placement, ...]]
-    archive_async: Final[bool]
-
-    def __init__(
-        self,
-        id: str,
-        name: str,
-        system_identifier: int,
-        wal_segment_size: int,
-        required_copies: int,
-        active: bool,
-        placements: tuple[Placement, ...],
-        archive_async: bool = False,
-    ) -> None:
-        self.id = id
-        self.name = name
-        self.system_identifier = system_identifier
-        self.wal_segment_size = wal_segment_size
-        self.required_copies = required_copies
-        self.active = active
-        self.placements = placements
-        self.archive_async = archive_async
-
-    def with_placements(self, placements: tuple[Placement, ...]) -> ClusterContext:
-        """The same cluster, seen through other placements (copies read from some)."""
-        return ClusterContext(
-            self.id,
-            self.name,
-            self.system_identifier,
-            self.wal_segment_size,
-            self.required_copies,
-            self.active,
-            placements,
-            self.archive_async,
-        )
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ClusterContext:
-        return cls(
-            id=d["id"],
-            name=d["name"],
-            system_identifier=int(d["system_identifier"]),
-            wal_segment_size=int(d["wal_segment_size"]),
-            required_copies=int(d["required_copies"]),
-            active=bool(d.get("active", True)),
-            placements=tuple(Placement(**p) for p in d["placements"]),
-            archive_async=bool(d.get("archive_async", False)),
-        )
 
 
 def _write_atomic(path: str, data: bytes) -> None:
@@ -197,7 +116,7 @@ class LocalState:
         try:
             with open(self.cache, "rb") as f:
                 data = fastjson.loads(f.read())
-            ClusterContext.from_dict(data)  # the shape the hot path needs
+            Cluster.from_dict(data)  # the shape the hot path needs
             return dict(data)
         except FileNotFoundError:
             return None
@@ -363,7 +282,7 @@ class HotSession:
             _warn(f"{exc}; using cached placements for {cluster!r}")
         else:
             self.state.save_cache(data)
-        self.ctx = ClusterContext.from_dict(data)
+        self.ctx = Cluster.from_dict(data)
 
     def record(self, rows: list[dict[str, Any]]) -> str:
         """Store rows in the catalog (replaying the journal too), or journal them. Never

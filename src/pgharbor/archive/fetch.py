@@ -7,6 +7,7 @@ import os
 import sys
 
 from pgharbor import envelope
+from pgharbor.access import resolve
 from pgharbor.archive.context import HotSession
 from pgharbor.domain.wal import WalKind, parse_name, validate_segment
 from pgharbor.errors import (
@@ -20,14 +21,13 @@ from pgharbor.errors import (
 )
 from pgharbor.plain import Record
 from pgharbor.storage.claim import check_claim
-from pgharbor.storage.factory import open_storage
 from pgharbor.storage.layout import wal_key
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from pgharbor.archive.context import ClusterContext
     from pgharbor.crypto import Keyring
     from pgharbor.domain.wal import WalName
+    from pgharbor.model import Cluster
     from pgharbor.settings import Settings
 
 
@@ -76,28 +76,28 @@ def write_atomic(dest: str, data: bytes, *, durable: bool = False) -> None:
 MAX_TEXT_FILE = 16 * 1024 * 1024
 
 
-def _expected_size(ctx: ClusterContext, wal: WalName) -> int | None:
+def _expected_size(ctx: Cluster, wal: WalName) -> int | None:
     """The exact size of a segment or .partial; None for the small text files."""
     return ctx.wal_segment_size if wal.kind in (WalKind.SEGMENT, WalKind.PARTIAL) else None
 
 
-def open_copy(ctx: ClusterContext, wal: WalName, blob: bytes, keys: Keyring | None) -> bytes:
+def open_copy(ctx: Cluster, wal: WalName, blob: bytes, keys: Keyring | None) -> bytes:
     """The verified contents of one stored copy, or an exception saying why not."""
     exact = _expected_size(ctx, wal)
     meta, data = envelope.unseal(blob, keys, max_size=exact or MAX_TEXT_FILE)
     if meta.kind != "wal" or meta.name != wal.name:
         raise IntegrityError(f"object holds {meta.kind} {meta.name!r}, not {wal.name}")
-    if meta.system_identifier != str(ctx.system_identifier):
+    if meta.system_identifier != ctx.system_identifier:
         raise IntegrityError(
             f"object belongs to system {meta.system_identifier}, not {ctx.system_identifier}"
         )
     if exact is not None:  # the page header must say what the name says, as on push
-        validate_segment(wal, data, system_identifier=ctx.system_identifier, segment_size=exact)
+        validate_segment(wal, data, system_identifier=ctx.sysid, segment_size=exact)
     return data
 
 
 def read_archived(
-    settings: Settings, ctx: ClusterContext, wal: WalName
+    settings: Settings, ctx: Cluster, wal: WalName
 ) -> tuple[bytes, str, list[str]] | None:
     """The verified bytes of an archived file from the first target with a good copy:
     (data, target, problems met on the way), or None when every target answered that it
@@ -109,9 +109,11 @@ def read_archived(
     problems: list[str] = []
     key_problems: list[EncryptionError] = []
     for placement in ctx.placements:
-        try:
-            keys = envelope.keyring_for(settings, ctx.name, placement.target)
-            storage = open_storage(placement.url, settings.target_options(placement.target))
+        try:  # resolved one at a time: a placement with bad settings is only a problem
+            (access,) = resolve(settings, ctx.name, [placement])
+            if access.problem is not None or access.storage is None:
+                raise access.problem or AssertionError("no storage")
+            storage, keys = access.storage, access.keys
             blob = storage.get(key)
         except ObjectNotFound:
             # "not here" counts only from the storage the placement was set up on (an

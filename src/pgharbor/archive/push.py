@@ -13,6 +13,7 @@ import threading
 from datetime import UTC, datetime  # sqlite3 and psycopg load it anyway
 
 from pgharbor import envelope
+from pgharbor.access import Access, resolve
 from pgharbor.archive.context import HotSession
 from pgharbor.domain.wal import WalKind, parse_name, validate_segment, validate_text_file
 from pgharbor.errors import (
@@ -27,7 +28,6 @@ from pgharbor.errors import (
 )
 from pgharbor.plain import Record
 from pgharbor.storage.claim import check_claim
-from pgharbor.storage.factory import open_storage
 from pgharbor.storage.layout import wal_key
 
 TYPE_CHECKING = False
@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from typing import Any
 
     from pgharbor import crypto
-    from pgharbor.archive.context import ClusterContext, Placement
     from pgharbor.domain.wal import WalName
+    from pgharbor.model import Cluster, Placement
     from pgharbor.settings import Settings
 
 
@@ -108,11 +108,9 @@ def read_wal_file(path: str) -> tuple[WalName, bytes]:
     return wal, data
 
 
-def validate(wal: WalName, data: bytes, ctx: ClusterContext) -> None:
+def validate(wal: WalName, data: bytes, ctx: Cluster) -> None:
     if wal.kind in (WalKind.SEGMENT, WalKind.PARTIAL):
-        validate_segment(
-            wal, data, system_identifier=ctx.system_identifier, segment_size=ctx.wal_segment_size
-        )
+        validate_segment(wal, data, system_identifier=ctx.sysid, segment_size=ctx.wal_segment_size)
     else:
         validate_text_file(wal, data)
 
@@ -268,21 +266,17 @@ class _Copy:
 
 
 def push_to(
-    placement: Placement,
-    key: str,
-    sealer: _Sealer,
-    settings: Settings,
-    ctx: ClusterContext,
-    keys: crypto.Keyring | None,
-    recorded: Any = None,
+    access: Access, key: str, sealer: _Sealer, ctx: Cluster, recorded: Any = None
 ) -> CopyOutcome:
-    """Store one copy, encrypted when a key is configured for the cluster or the target,
-    on storage whose claim for the cluster was checked first. Never raises: every failure
-    is a failed copy with a reason."""
+    """Store one copy on a resolved placement, encrypted when a key is configured for the
+    cluster or the target, on storage whose claim for the cluster was checked first. Never
+    raises: every failure is a failed copy with a reason."""
+    placement = access.placement
     try:
-        storage = open_storage(placement.url, settings.target_options(placement.target))
-        check_claim(storage, ctx.name, ctx.system_identifier, placement.target_id)
-        return _Copy(placement, storage, key, sealer, keys, recorded).run()
+        if access.problem is not None or access.storage is None:
+            raise access.problem or AssertionError("no storage")
+        check_claim(access.storage, ctx.name, ctx.system_identifier, placement.target_id)
+        return _Copy(placement, access.storage, key, sealer, access.keys, recorded).run()
     except PgharborError as exc:
         return CopyOutcome(placement.target, "failed", detail=exc.message)
     except Exception as exc:  # a bug or a library surprise: one copy fails, with a reason
@@ -291,7 +285,7 @@ def push_to(
 
 
 def store_file(
-    settings: Settings, ctx: ClusterContext, path: str, recorded: Any = None
+    settings: Settings, ctx: Cluster, path: str, recorded: Any = None
 ) -> tuple[PushResult, list[dict[str, Any]], PgharborError | None]:
     """Validate one WAL file and store it on every active placement (concurrently; the
     outcomes are listed in priority order). Returns the result, the catalog rows to
@@ -311,7 +305,7 @@ def store_file(
 
 def store_bytes(
     settings: Settings,
-    ctx: ClusterContext,
+    ctx: Cluster,
     wal: WalName,
     data: bytes,
     placements: tuple[Placement, ...],
@@ -326,20 +320,20 @@ def store_bytes(
         name=wal.name,
         cluster=ctx.name,
         cluster_id=ctx.id,
-        system_identifier=str(ctx.system_identifier),
+        system_identifier=ctx.system_identifier,
         size=len(data),
         sha256=envelope.sha256(data),
         compression=settings.compression,
     )
-    # a key problem stops the push before anything is written
-    rings = [envelope.keyring_for(settings, ctx.name, p.target) for p in placements]
+    # each placement resolved once; a key problem stops the push before anything is written
+    accesses = resolve(settings, ctx.name, placements)
     result = PushResult(ctx.name, wal.name, len(data), meta.sha256, ctx.required_copies)
     key = wal_key(ctx.name, wal)
     outcomes: list[CopyOutcome | None] = [None] * len(placements)
 
     def one(i: int) -> None:
         try:
-            outcomes[i] = push_to(placements[i], key, sealer, settings, ctx, rings[i], recorded)
+            outcomes[i] = push_to(accesses[i], key, sealer, ctx, recorded)
         except BaseException as exc:  # never a thread traceback in PostgreSQL's log
             outcomes[i] = CopyOutcome(placements[i].target, "failed", detail=repr(exc)[:300])
 

@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pgharbor import envelope
-from pgharbor.archive.context import ClusterContext, HotSession, Placement
+from pgharbor.access import keyring
+from pgharbor.archive.context import HotSession
 from pgharbor.archive.fetch import open_copy, read_archived
 from pgharbor.archive.push import PushResult, store_bytes
 from pgharbor.catalog import lite
 from pgharbor.domain.wal import WalName, parse_name
 from pgharbor.errors import PgharborError, UsageError
+from pgharbor.model import Cluster, Placement
 from pgharbor.settings import Settings
 from pgharbor.storage.factory import open_storage
 from pgharbor.storage.layout import wal_key, wal_prefix
@@ -34,7 +36,7 @@ class SyncResult:
     recorded: int = 0  # stored copies the catalog lacked, verified and recorded
 
 
-def _names(settings: Settings, ctx: ClusterContext, p: Placement, result: SyncResult) -> set[str]:
+def _names(settings: Settings, ctx: Cluster, p: Placement, result: SyncResult) -> set[str]:
     storage = open_storage(p.url, settings.target_options(p.target))
     result.swept += storage.sweep(wal_prefix(ctx.name))
     names = set()
@@ -68,7 +70,7 @@ def _unrecorded_rows(
         if not missing:
             continue
         storage = open_storage(p.url, settings.target_options(p.target))
-        keys = envelope.keyring_for(settings, ctx.name, p.target)
+        keys = keyring(settings, ctx.name, p.target)
         for name in missing:
             wal = parse_name(name)
             try:

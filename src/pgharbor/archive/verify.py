@@ -12,12 +12,13 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from pgharbor import envelope
-from pgharbor.archive.context import ClusterContext, HotSession, Placement
+from pgharbor.access import keyring
+from pgharbor.archive.context import HotSession
 from pgharbor.archive.fetch import open_copy
 from pgharbor.catalog import lite
 from pgharbor.domain.wal import WalKind, WalName, parse_name, segment_name
 from pgharbor.errors import ObjectNotFound, PgharborError, UsageError
+from pgharbor.model import Cluster, Placement
 from pgharbor.settings import Settings
 from pgharbor.storage.base import Storage
 from pgharbor.storage.factory import open_storage
@@ -67,11 +68,11 @@ def _listed(storage: Storage, cluster: str) -> set[str]:
 
 
 def _check(
-    settings: Settings, ctx: ClusterContext, p: Placement, storage: Storage, wal: WalName
+    settings: Settings, ctx: Cluster, p: Placement, storage: Storage, wal: WalName
 ) -> str | None:
     """None when the copy is good, else what is wrong with it."""
     try:
-        keys = envelope.keyring_for(settings, ctx.name, p.target)
+        keys = keyring(settings, ctx.name, p.target)
         open_copy(ctx, wal, storage.get(wal_key(ctx.name, wal)), keys)
     except ObjectNotFound:
         return "missing"

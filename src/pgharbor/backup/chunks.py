@@ -28,7 +28,7 @@ import hashlib
 import json
 import logging
 import secrets
-from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +36,6 @@ from pgharbor import crypto, faultpoint
 from pgharbor.backup.chunkdb import ChunkIndex, Location
 from pgharbor.envelope import decompress, zstd  # zstandard, as the archive path loads it
 from pgharbor.errors import EncryptionError, IntegrityError, ObjectNotFound, StorageError
-from pgharbor.settings import Settings
 from pgharbor.storage.base import Storage
 
 log = logging.getLogger(__name__)
@@ -69,16 +68,18 @@ class ChunkCodec:
         return self.chunk_id(raw) == cid
 
     @staticmethod
-    def for_cluster(
-        settings: Settings, cluster: str, targets: Iterable[str], *, writing: bool = True
+    def for_keys(
+        cluster: str,
+        rings: Mapping[str, crypto.Keyring | None],
+        compression: str = "zstd",
+        level: int = 3,
+        *,
+        writing: bool = True,
     ) -> ChunkCodec:
-        """The codec for ``cluster``'s chunks on ``targets``: plain, or encrypting when a
-        key is configured. One backup's chunks carry the same ids on every target, so
-        writing needs one key for all of them; reading can use the keys of every target."""
-        names = list(targets)
-        rings = {t: crypto.keyring(settings, cluster, t) for t in names}
-        if not names:
-            rings[""] = crypto.keyring(settings, cluster)
+        """The codec for ``cluster``'s chunks given the keyring of each target (see
+        pgharbor.access.chunk_codec): plain, or encrypting when a key is configured. One
+        backup's chunks carry the same ids on every target, so writing needs one key for
+        all of them; reading can use the keys of every target."""
         if writing:
             current = {t: r.current.id if r and r.current else "none" for t, r in rings.items()}
             if len(set(current.values())) > 1:
@@ -93,8 +94,8 @@ class ChunkCodec:
             if r is not None:
                 merged = r if merged is None else merged.merged(r)
         if merged is None:
-            return ChunkCodec(settings.compression, settings.compression_level)
-        return EncryptedChunkCodec(merged, settings.compression, settings.compression_level)
+            return ChunkCodec(compression, level)
+        return EncryptedChunkCodec(merged, compression, level)
 
     def encode(self, raw: bytes | memoryview) -> bytes:
         if self.compression == "zstd":

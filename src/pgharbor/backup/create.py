@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pgharbor import faultpoint
+from pgharbor.access import chunk_codec
 from pgharbor.backup.chunkmap import ChunkMapWriter, Identity, delete_backup_objects
-from pgharbor.backup.chunks import ChunkCodec, ChunkStore, ref_key
+from pgharbor.backup.chunks import ChunkStore, ref_key
 from pgharbor.backup.lease import Lease, LeaseGroup, refuse_root
 from pgharbor.backup.manifest import (
     BackupManifest,
@@ -39,10 +40,10 @@ from pgharbor.backup.manifest import (
 )
 from pgharbor.backup.stream import CHUNK_SIZE, Progress, Streamer, TargetStore
 from pgharbor.catalog.backups import BackupRepo
-from pgharbor.catalog.models import Placement
 from pgharbor.catalog.repo import Catalog
 from pgharbor.domain.wal import lsn_segno, parse_lsn, segment_name
 from pgharbor.errors import PgharborError, UsageError
+from pgharbor.model import Placement
 from pgharbor.settings import Settings
 from pgharbor.storage.claim import check_claim
 from pgharbor.storage.factory import open_storage
@@ -141,9 +142,7 @@ class _Backup:
         self.settings = settings
         self.cluster = catalog.cluster(cluster_name)
         self.places = _places(catalog, cluster_name, target)
-        self.codec = ChunkCodec.for_cluster(
-            settings, self.cluster.name, [p.target for p in self.places]
-        )
+        self.codec = chunk_codec(settings, self.cluster.name, [p.target for p in self.places])
         self.stores = [
             TargetStore(
                 p.target_id,

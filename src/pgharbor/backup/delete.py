@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass, field
 
 from pgharbor import crypto, faultpoint
+from pgharbor.access import keyring
 from pgharbor.backup.chunkmap import delete_backup_objects
 from pgharbor.backup.chunks import ChunkStore, ref_key
 from pgharbor.backup.gc import GcStats, KeysFor, collect, live_chunks, sweep_leftovers
@@ -38,7 +39,7 @@ class DeleteResult:
 
 
 def _keys(settings: Settings, target: str, cluster: str) -> crypto.Keyring | None:
-    return crypto.keyring(settings, cluster, target)
+    return keyring(settings, cluster, target)
 
 
 def _refuse_running(b: Backup) -> None:

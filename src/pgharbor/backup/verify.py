@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pgharbor.access import chunk_codec
 from pgharbor.backup.chunkdb import ChunkSet, Location
 from pgharbor.backup.chunkmap import PART_IDS, chunks_of
 from pgharbor.backup.chunks import ChunkCodec, ChunkStore, pack_key
@@ -243,7 +244,7 @@ def verify_backup(
         if status != "ok" or target is None:
             continue
         storage = open_storage(target.url, settings.target_options(name))
-        codec = ChunkCodec.for_cluster(settings, cluster.name, [name], writing=False)
+        codec = chunk_codec(settings, cluster.name, [name], writing=False)
         checks.append(_Placement(name, storage, codec, b, cluster.system_identifier).run())
     if not checks:
         raise NotFound(f"backup {b.id} has no copy on any target of this catalog")

@@ -11,10 +11,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from pgharbor.catalog import db
-from pgharbor.catalog.models import Cluster, Placement, Target, WalCopy, WalFile
+from pgharbor.catalog.models import WalCopy, WalFile
 from pgharbor.catalog.schema import clusters, placements, targets, wal_copies
 from pgharbor.catalog.urls import CatalogURL
 from pgharbor.errors import Conflict, NotFound, UsageError
+from pgharbor.model import Cluster, Placement, Target
 
 
 def now() -> datetime:
@@ -268,8 +269,7 @@ def _target(r: Any) -> Target:
 
 
 def _cluster(r: Any) -> Cluster:
-    d = {k: r[k] for k in Cluster.__dataclass_fields__}
-    d["active"] = bool(d["active"])
+    d = {k: r[k] for k in Cluster.__slots__ if k in r and k != "placements"}
     d["created_at"] = _aware(d["created_at"])
     d["modified_at"] = _aware(d["modified_at"])
     return Cluster(**d)

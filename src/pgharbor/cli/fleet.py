@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING
 
 import click
@@ -11,7 +10,7 @@ from pgharbor.cli.main import AppContext, pass_app
 from pgharbor.render.output import emit_json, emit_table, fmt_bytes, fmt_time
 
 if TYPE_CHECKING:
-    from pgharbor.catalog.models import Cluster, Placement, Target
+    from pgharbor.model import Cluster, Placement, Target
 
 json_opt = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
@@ -21,19 +20,19 @@ json_opt = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def _shown_target(t: Target) -> Target:
     from pgharbor.storage.factory import shown_url
 
-    return dataclasses.replace(t, url=shown_url(t.url))
+    return t.replace(url=shown_url(t.url))
 
 
 def _shown_placement(p: Placement) -> Placement:
     from pgharbor.storage.factory import shown_url
 
-    return dataclasses.replace(p, url=shown_url(p.url))
+    return p.replace(url=shown_url(p.url))
 
 
 def _shown_cluster(c: Cluster) -> Cluster:
     from pgharbor.catalog.urls import redact_conninfo
 
-    return dataclasses.replace(c, dsn=redact_conninfo(c.dsn))
+    return c.replace(dsn=redact_conninfo(c.dsn))
 
 
 @click.command()
@@ -197,7 +196,7 @@ def cluster_show(app: AppContext, name: str, as_json: bool) -> None:
     c = _shown_cluster(cat.cluster(name))
     places = [_shown_placement(p) for p in cat.placements(name)]
     if as_json:
-        emit_json({**dataclasses.asdict(c), "placements": places})
+        emit_json({**c.as_dict(), "placements": places})
         return
     for label, value in [
         ("name", c.name),

@@ -10,10 +10,14 @@ from typing import Any
 
 import click
 
+from pgharbor.plain import Record
+
 
 def to_jsonable(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Record):
+        return {k: to_jsonable(v) for k, v in obj.as_dict().items()}
     if isinstance(obj, datetime):
         return obj.isoformat()
     if isinstance(obj, dict):

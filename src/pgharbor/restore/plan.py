@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pgharbor.catalog.backups import Backup, BackupRepo
-from pgharbor.catalog.models import Cluster, Placement
 from pgharbor.catalog.repo import Catalog
 from pgharbor.domain.history import TimelineHistory
 from pgharbor.domain.pitr import (
@@ -22,6 +21,7 @@ from pgharbor.domain.pitr import (
 )
 from pgharbor.domain.wal import parse_lsn
 from pgharbor.errors import Conflict, NotFound, UsageError
+from pgharbor.model import Cluster, Placement
 from pgharbor.restore.timelines import resolve_timeline
 from pgharbor.settings import Settings
 

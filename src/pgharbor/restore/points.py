@@ -19,7 +19,6 @@ import tempfile
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from pgharbor.catalog.models import Cluster
 from pgharbor.catalog.repo import Catalog
 from pgharbor.catalog.restore_points import RestorePointRepo
 from pgharbor.domain.pitr import RestorePoint, record_end
@@ -28,7 +27,7 @@ from pgharbor.errors import PostgresError, UsageError
 from pgharbor.settings import Settings
 
 if TYPE_CHECKING:
-    from pgharbor.archive.context import ClusterContext
+    from pgharbor.model import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +110,11 @@ def _archived(catalog: Catalog, cluster: Cluster) -> dict[int, dict[int, WalName
 def scan(catalog: Catalog, settings: Settings, cluster: Cluster) -> int:
     """Add the restore points of newly archived WAL to the index; returns how many."""
     from pgharbor.pg.local import find_bindir
-    from pgharbor.restore.timelines import hot_context
 
     repo = RestorePointRepo(catalog)
     done = repo.scanned(cluster.id)
     places = [p for p in catalog.placements(cluster.name) if p.active]
-    ctx = hot_context(cluster, places)
+    ctx = cluster.with_placements(tuple(places))
     waldump = str(find_bindir(cluster.version_num // 10000) / "pg_waldump")
     added = 0
     for tli, segs in sorted(_archived(catalog, cluster).items()):
@@ -160,7 +158,7 @@ def _batches(run: list[int]) -> list[list[int]]:
 
 
 def _dump(
-    waldump: str, settings: Settings, ctx: ClusterContext, names: list[WalName], segment_size: int
+    waldump: str, settings: Settings, ctx: Cluster, names: list[WalName], segment_size: int
 ) -> tuple[list[RestorePoint], int]:
     """The restore points pg_waldump finds in these consecutive segments, and how many of
     them could be read (a segment the targets lack ends the run there)."""

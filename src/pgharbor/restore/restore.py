@@ -28,11 +28,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pgharbor import faultpoint
+from pgharbor.access import chunk_codec
 from pgharbor.backup.chunkmap import ChunkMapReader
 from pgharbor.backup.chunks import ChunkCodec
 from pgharbor.backup.lease import Lease
 from pgharbor.backup.manifest import BackupManifest
-from pgharbor.catalog.models import Cluster, Placement
 from pgharbor.catalog.repo import Catalog
 from pgharbor.domain.pitr import RecoveryTarget
 from pgharbor.errors import (
@@ -43,6 +43,7 @@ from pgharbor.errors import (
     StoragePermissionDenied,
     UsageError,
 )
+from pgharbor.model import Cluster, Placement
 from pgharbor.restore.place import Root
 from pgharbor.restore.plan import plan_restore
 from pgharbor.restore.recovery_conf import recovery_settings, write_recovery
@@ -266,7 +267,7 @@ def _source(
         if p.target in holders
     ]
     storages = _leases(stack, storages, f"restore {cluster.name}/{backup_id}", notes)
-    codec = ChunkCodec.for_cluster(settings, cluster.name, [n for n, _ in storages], writing=False)
+    codec = chunk_codec(settings, cluster.name, [n for n, _ in storages], writing=False)
     source = BackupSource(storages, codec)
     stack.callback(source.close)
     m = check_manifest(source.manifest(cluster.name, backup_id))

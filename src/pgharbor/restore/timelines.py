@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-from pgharbor.archive.context import ClusterContext
-from pgharbor.archive.context import Placement as HotPlacement
 from pgharbor.archive.fetch import read_archived
 from pgharbor.catalog.backups import BackupRepo
-from pgharbor.catalog.models import Cluster, Placement
 from pgharbor.domain.history import TimelineHistory
 from pgharbor.domain.pitr import RecoveryTarget
 from pgharbor.domain.wal import parse_name
 from pgharbor.errors import NotFound, PgharborError, UsageError
+from pgharbor.model import Cluster, Placement
 from pgharbor.settings import Settings
 from pgharbor.storage.factory import open_storage
 from pgharbor.storage.layout import wal_prefix
-
-
-def hot_context(cluster: Cluster, places: list[Placement]) -> ClusterContext:
-    return ClusterContext(
-        cluster.id,
-        cluster.name,
-        int(cluster.system_identifier),
-        cluster.wal_segment_size,
-        cluster.required_copies,
-        cluster.active,
-        tuple(HotPlacement(p.target_id, p.target, p.url, p.priority) for p in places),
-    )
 
 
 def archived_timelines(settings: Settings, cluster: Cluster, places: list[Placement]) -> set[int]:
@@ -65,7 +51,7 @@ def resolve_timeline(
     if timeline == 1:
         return 1, TimelineHistory(1)
     name = f"{timeline:08X}.history"
-    found = read_archived(settings, hot_context(cluster, places), parse_name(name))
+    found = read_archived(settings, cluster.with_placements(tuple(places)), parse_name(name))
     if found is None:
         raise NotFound(f"timeline {timeline} has no history file ({name}) in the archive")
     return timeline, TimelineHistory.parse(timeline, found[0].decode())
