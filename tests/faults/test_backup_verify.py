@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from pgharbor.backup.chunks import ChunkStore
-from pgharbor.backup.manifest import BackupManifest, manifest_key
+from pgharbor.backup.manifest import BackupManifest
 from pgharbor.storage import open_storage
+from pgharbor.storage.layout import manifest_key
 from tests.faults.backupkit import backup, setup
 from tests.fixtures.harbor import Harbor
 from tests.fixtures.postgres import PgCluster

@@ -23,12 +23,13 @@ from pathlib import Path
 import pytest
 
 from pgharbor import crypto, envelope
-from pgharbor.backup.chunkmap import chunks_of, part_key
+from pgharbor.backup.chunkmap import chunks_of
 from pgharbor.backup.chunks import INDEX_FORMAT
 from pgharbor.backup.lease import Lease
-from pgharbor.backup.manifest import BackupManifest, FileEntry, TablespaceEntry, manifest_key
+from pgharbor.backup.manifest import BackupManifest, FileEntry, TablespaceEntry
 from pgharbor.envelope import zstd
 from pgharbor.storage import open_storage
+from pgharbor.storage.layout import manifest_key, part_key
 from tests.fixtures.harbor import Harbor
 from tests.fixtures.postgres import BINDIR, PgCluster, _chown, run_as_server_user, server_dir
 

@@ -9,8 +9,9 @@ import pytest
 
 from pgharbor.backup.chunkmap import chunks_of
 from pgharbor.backup.chunks import ChunkStore
-from pgharbor.backup.manifest import BackupManifest, FileEntry, manifest_key
+from pgharbor.backup.manifest import BackupManifest, FileEntry
 from pgharbor.storage import open_storage
+from pgharbor.storage.layout import manifest_key
 from tests.fixtures.harbor import Harbor
 from tests.fixtures.postgres import PgCluster, PgFactory, server_dir
 

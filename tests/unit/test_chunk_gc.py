@@ -11,15 +11,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pgharbor.backup.chunkmap import ChunkMapWriter, Identity, part_key
-from pgharbor.backup.chunks import ChunkStore, index_key, pack_key, parse_index, ref_key
+from pgharbor.backup.chunkmap import ChunkMapWriter, Identity
+from pgharbor.backup.chunks import ChunkStore, parse_index
 from pgharbor.backup.gc import collect, live_chunks, sweep_leftovers
-from pgharbor.backup.manifest import BackupManifest, manifest_key
+from pgharbor.backup.manifest import BackupManifest
 from pgharbor.catalog.backups import STALE_AFTER, writer_gone
 from pgharbor.envelope import zstd
 from pgharbor.errors import IntegrityError, LeaseLost
 from pgharbor.storage import open_storage
 from pgharbor.storage.base import Storage
+from pgharbor.storage.layout import index_key, manifest_key, pack_key, part_key, ref_key
 from pgharbor.storage.memory import MemoryStorage
 
 

@@ -17,9 +17,9 @@ from pgharbor.backup.chunkmap import (
     Identity,
     chunks_of,
     delete_backup_objects,
-    part_key,
 )
 from pgharbor.errors import IntegrityError
+from pgharbor.storage.layout import part_key
 from pgharbor.storage.memory import MemoryStorage
 
 

@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 
 from pgharbor import access, crypto, envelope
-from pgharbor.backup.chunkmap import ChunkMapWriter, Identity, part_key
-from pgharbor.backup.chunks import ChunkCodec, ChunkStore, EncryptedChunkCodec, ref_key
+from pgharbor.backup.chunkmap import ChunkMapWriter, Identity
+from pgharbor.backup.chunks import ChunkCodec, ChunkStore, EncryptedChunkCodec
 from pgharbor.backup.delete import live_chunks
-from pgharbor.backup.manifest import BackupManifest, FileEntry, manifest_key
+from pgharbor.backup.manifest import BackupManifest, FileEntry
 from pgharbor.errors import ConfigError, EncryptionError, IntegrityError
 from pgharbor.settings import Settings, load_settings
+from pgharbor.storage.layout import manifest_key, part_key, ref_key
 from pgharbor.storage.memory import MemoryStorage
 
 

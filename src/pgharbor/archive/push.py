@@ -28,7 +28,7 @@ from pgharbor.errors import (
 )
 from pgharbor.plain import Record
 from pgharbor.storage.claim import check_claim
-from pgharbor.storage.layout import wal_key
+from pgharbor.storage.layout import quarantined_wal_key, wal_key
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -250,7 +250,7 @@ class _Copy:
             )
         blob = self.storage.get(self.key)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        aside = f"{self.meta.cluster}/quarantine/{self.meta.name}.{stamp}.{os.getpid()}"
+        aside = quarantined_wal_key(self.meta.cluster, self.meta.name, stamp, os.getpid())
         self.storage.put(aside, blob)
         if self.storage.get(self.key) != blob:
             return self.outcome("failed", f"{problem}; it changed while being replaced")

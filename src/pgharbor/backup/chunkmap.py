@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pgharbor import envelope
 from pgharbor.errors import IntegrityError
 from pgharbor.storage.base import Storage
+from pgharbor.storage.layout import backup_prefix, manifest_key, part_key
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -25,19 +26,9 @@ PART_IDS = 65536
 ID_BYTES = 32
 
 
-def backup_prefix(cluster: str, backup_id: str) -> str:
-    """Everything of one backup on a target (manifest and chunk map) is below this."""
-    return f"{cluster}/backups/{backup_id}/"
-
-
-def part_key(cluster: str, backup_id: str, n: int) -> str:
-    return f"{backup_prefix(cluster, backup_id)}chunkmap/{n:06d}"
-
-
 def delete_backup_objects(storage: Storage, cluster: str, backup_id: str) -> None:
     """Remove a backup's manifest and chunk map from a target (its chunks stay: GC)."""
-    prefix = backup_prefix(cluster, backup_id)
-    manifest = f"{prefix}manifest"
+    prefix, manifest = backup_prefix(cluster, backup_id), manifest_key(cluster, backup_id)
     storage.delete(manifest)  # first: a backup without its manifest is never picked
     for obj in list(storage.list(prefix)):
         if obj.key != manifest:

@@ -37,6 +37,7 @@ from pgharbor.backup.chunkdb import ChunkIndex, Location
 from pgharbor.envelope import decompress, zstd  # zstandard, as the archive path loads it
 from pgharbor.errors import EncryptionError, IntegrityError, ObjectNotFound, StorageError
 from pgharbor.storage.base import Storage
+from pgharbor.storage.layout import INDEXES, PACKS, index_key, pack_key, quarantine_key
 
 log = logging.getLogger(__name__)
 
@@ -171,22 +172,6 @@ class EncryptedChunkCodec(ChunkCodec):
         return self._key(blob).chunk_id(raw) == cid
 
 
-def pack_key(pack: str) -> str:
-    return f"chunks/packs/{pack[:2]}/{pack}"
-
-
-def index_key(pack: str) -> str:
-    return f"chunks/index/{pack}"
-
-
-def quarantine_key(pack: str) -> str:
-    return f"chunks/quarantine/{pack}"
-
-
-def ref_key(cluster: str, backup_id: str, running: bool = False) -> str:
-    return f"chunks/refs/{cluster}/{backup_id}" + (".running" if running else "")
-
-
 def names(storage: Storage, prefix: str) -> dict[str, int]:
     """The last path component -> size of every object below prefix (packs, indexes)."""
     return {obj.key.rsplit("/", 1)[1]: obj.size for obj in storage.list(prefix)}
@@ -261,8 +246,8 @@ class ChunkStore:
         is one warning. Unreachable storage still fails."""
         self.index.clear()
         self.problems = []
-        packs = names(self.storage, "chunks/packs/")  # first: see backup.gc
-        for pack in names(self.storage, "chunks/index/"):
+        packs = names(self.storage, PACKS)  # first: see backup.gc
+        for pack in names(self.storage, INDEXES):
             if pack not in packs and not dangling:
                 self._skip(pack, f"chunk index {pack} names a pack that is not there")
                 continue
@@ -331,8 +316,8 @@ class ChunkStore:
         """Before a manifest that refers to this store's chunks: every pack relied on
         still exists with its index (one listing of each), or IntegrityError. Packs are
         never changed in place, so a pack that is there still holds what it held."""
-        packs = names(self.storage, "chunks/packs/")
-        indexes = names(self.storage, "chunks/index/")
+        packs = names(self.storage, PACKS)
+        indexes = names(self.storage, INDEXES)
         gone = sorted(p for p in self.relied if p not in packs or p not in indexes)
         if gone:
             raise IntegrityError(

@@ -30,14 +30,9 @@ from datetime import UTC, datetime
 from pgharbor import faultpoint
 from pgharbor.access import chunk_codec
 from pgharbor.backup.chunkmap import ChunkMapWriter, Identity, delete_backup_objects
-from pgharbor.backup.chunks import ChunkStore, ref_key
+from pgharbor.backup.chunks import ChunkStore
 from pgharbor.backup.lease import Lease, LeaseGroup, refuse_root
-from pgharbor.backup.manifest import (
-    BackupManifest,
-    TablespaceEntry,
-    check_against_pg_manifest,
-    manifest_key,
-)
+from pgharbor.backup.manifest import BackupManifest, TablespaceEntry, check_against_pg_manifest
 from pgharbor.backup.stream import CHUNK_SIZE, Progress, Streamer, TargetStore
 from pgharbor.catalog.backups import BackupRepo
 from pgharbor.catalog.repo import Catalog
@@ -47,7 +42,7 @@ from pgharbor.model import Placement
 from pgharbor.settings import Settings
 from pgharbor.storage.claim import check_claim
 from pgharbor.storage.factory import open_storage
-from pgharbor.storage.layout import wal_key
+from pgharbor.storage.layout import manifest_key, ref_key, wal_key
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pgharbor import crypto, faultpoint
 from pgharbor.access import keyring
 from pgharbor.backup.chunkmap import delete_backup_objects
-from pgharbor.backup.chunks import ChunkStore, ref_key
+from pgharbor.backup.chunks import ChunkStore
 from pgharbor.backup.gc import GcStats, KeysFor, collect, live_chunks, sweep_leftovers
 from pgharbor.backup.lease import Lease, LeaseGroup, refuse_root
 from pgharbor.catalog.backups import Backup, BackupRepo
@@ -25,6 +25,7 @@ from pgharbor.errors import Busy
 from pgharbor.settings import Settings
 from pgharbor.storage.base import Storage
 from pgharbor.storage.factory import open_storage
+from pgharbor.storage.layout import ref_key
 
 __all__ = ["DeleteResult", "delete_backup", "live_chunks"]
 

@@ -24,17 +24,20 @@ from dataclasses import dataclass
 from pgharbor import crypto, faultpoint
 from pgharbor.backup.chunkdb import ChunkSet, Location
 from pgharbor.backup.chunkmap import delete_backup_objects
-from pgharbor.backup.chunks import (
-    ChunkStore,
-    index_key,
-    names,
-    pack_key,
-    parse_index,
-    ref_key,
-)
-from pgharbor.backup.manifest import BackupManifest, manifest_key
+from pgharbor.backup.chunks import ChunkStore, names, parse_index
+from pgharbor.backup.manifest import BackupManifest
 from pgharbor.errors import EncryptionError, IntegrityError, ObjectNotFound, StorageError
 from pgharbor.storage.base import Storage
+from pgharbor.storage.layout import (
+    INDEXES,
+    PACKS,
+    QUARANTINE,
+    REFS,
+    index_key,
+    manifest_key,
+    pack_key,
+    ref_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +59,7 @@ class GcStats:
 def _refs(storage: Storage) -> list[tuple[str, str]]:
     """(cluster, ref name) of every ref on the target."""
     found = []
-    for obj in storage.list("chunks/refs/"):
+    for obj in storage.list(REFS):
         parts = obj.key.split("/")
         if len(parts) == 4:
             found.append((parts[2], parts[3]))
@@ -129,9 +132,9 @@ def collect(store: ChunkStore, live: Container[bytes], guard: Guard) -> GcStats:
     with the store. The store's index is not loaded or changed."""
     storage = store.storage
     stats = GcStats()
-    packs = names(storage, "chunks/packs/")
-    indexed = names(storage, "chunks/index/")
-    quarantined = names(storage, "chunks/quarantine/")
+    packs = names(storage, PACKS)
+    indexed = names(storage, INDEXES)
+    quarantined = names(storage, QUARANTINE)
     kept = ChunkSet()  # live chunks already kept in a pack gone through
     try:
         for pack in indexed:

@@ -50,10 +50,11 @@ from pgharbor.errors import (
     UsageError,
 )
 from pgharbor.storage.base import HOST, Storage, process_gone
+from pgharbor.storage.layout import LEASES
 
 log = logging.getLogger(__name__)
 
-PREFIX = "chunks/leases/"
+PREFIX = LEASES
 FORMAT = "pgharbor-lease/1"
 SHARED = frozenset({"backup", "restore", "verify"})
 EXCLUSIVE = frozenset({"gc"})

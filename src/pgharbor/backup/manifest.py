@@ -12,17 +12,13 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pgharbor import envelope
-from pgharbor.backup.chunkmap import ChunkMapReader, backup_prefix
+from pgharbor.backup.chunkmap import ChunkMapReader
 from pgharbor.errors import IntegrityError
 
 if TYPE_CHECKING:
     from pgharbor.crypto import Keyring
 
 FORMAT = "pgharbor-backup/2"
-
-
-def manifest_key(cluster: str, backup_id: str) -> str:
-    return f"{backup_prefix(cluster, backup_id)}manifest"
 
 
 @dataclass

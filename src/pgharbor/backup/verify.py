@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pgharbor.access import chunk_codec
 from pgharbor.backup.chunkdb import ChunkSet, Location
 from pgharbor.backup.chunkmap import PART_IDS, chunks_of
-from pgharbor.backup.chunks import ChunkCodec, ChunkStore, pack_key
+from pgharbor.backup.chunks import ChunkCodec, ChunkStore
 from pgharbor.backup.lease import Lease, refuse_root
-from pgharbor.backup.manifest import BackupManifest, FileEntry, manifest_key
+from pgharbor.backup.manifest import BackupManifest, FileEntry
 from pgharbor.catalog.backups import Backup, BackupRepo
 from pgharbor.catalog.repo import Catalog
 from pgharbor.errors import (
@@ -29,6 +29,7 @@ from pgharbor.errors import (
 from pgharbor.settings import Settings
 from pgharbor.storage.base import Storage
 from pgharbor.storage.factory import open_storage
+from pgharbor.storage.layout import manifest_key, pack_key
 
 MAX_NAMED = 5  # bad chunks named per placement
 BATCH = 4096  # chunk ids located and read per round

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 from pgharbor import envelope
 from pgharbor.backup.chunkdb import Location
 from pgharbor.backup.chunkmap import ChunkMapReader
-from pgharbor.backup.chunks import ChunkCodec, ChunkStore, pack_key
-from pgharbor.backup.manifest import BackupManifest, manifest_key
+from pgharbor.backup.chunks import ChunkCodec, ChunkStore
+from pgharbor.backup.manifest import BackupManifest
 from pgharbor.errors import EncryptionError, IntegrityError, PgharborError, StorageError
 from pgharbor.storage.base import Storage
+from pgharbor.storage.layout import manifest_key, pack_key
 
 if TYPE_CHECKING:
     from pgharbor.crypto import Keyring

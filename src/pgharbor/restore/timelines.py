@@ -11,7 +11,7 @@ from pgharbor.errors import NotFound, PgharborError, UsageError
 from pgharbor.model import Cluster, Placement
 from pgharbor.settings import Settings
 from pgharbor.storage.factory import open_storage
-from pgharbor.storage.layout import wal_prefix
+from pgharbor.storage.layout import history_prefix
 
 
 def archived_timelines(settings: Settings, cluster: Cluster, places: list[Placement]) -> set[int]:
@@ -19,7 +19,7 @@ def archived_timelines(settings: Settings, cluster: Cluster, places: list[Placem
     for p in places:
         try:
             for obj in open_storage(p.url, settings.target_options(p.target)).list(
-                wal_prefix(cluster.name) + "history/"
+                history_prefix(cluster.name)
             ):
                 name = obj.key.rsplit("/", 1)[1]
                 if name.endswith(".history"):
