@@ -33,8 +33,13 @@ sys.path[:0] = [{str(repo)!r}, {str(repo / "src")!r}]
 from pathlib import Path
 from tests.fixtures.catalogs import SYSID, add_test_cluster, init_catalog
 from tests.fixtures.walgen import segment
-from pgharbor.fleet import add_placement
 from pgharbor.settings import load_settings
+try:  # the service layer, or the fleet module of checkouts from before it
+    from pgharbor.services import Services, placements
+    add = lambda s, c, t, p: placements.add(Services(s), c, t, p)
+except ImportError:
+    from pgharbor.fleet import add_placement
+    add = lambda s, c, t, p: add_placement(cat, s, c, t, p)
 tmp = Path({str(work)!r})
 url = f"sqlite:///{{tmp}}/catalog.db"
 cat = init_catalog(url)
@@ -43,8 +48,8 @@ for i in (1, 2):
     cat.add_target(f"t{{i}}", f"file://{{tmp}}/t{{i}}")
 add_test_cluster(cat)
 s = load_settings(catalog=url, env={{"PGHARBOR_STATE_DIR": str(tmp / "state")}})
-add_placement(cat, s, "c1", "t1", 1)
-add_placement(cat, s, "c1", "t2", 2)
+add(s, "c1", "t1", 1)
+add(s, "c1", "t2", 2)
 (tmp / "pg_wal").mkdir()
 fill = os.urandom(16384) + bytes(49152)
 for i in range(1, {SEGMENTS + 2}):

@@ -217,3 +217,13 @@ def test_sweep_removes_what_killed_writers_left(kit: BackendKit) -> None:
     assert s.sweep("other/", max_age=0) == 1  # only below the prefix
     assert s.get("w/a/obj") == b"kept"
     assert [o.key for o in s.list("")] == ["w/a/obj"]
+
+
+def test_durability_and_space_are_reported(kit: BackendKit) -> None:
+    s = kit.make()
+    assert s.durable() is (kit.name != "memory")  # file fsyncs, sshd has fsync@openssh.com
+    space = s.space()
+    if kit.name in ("file", "ssh"):  # the medium reports its size (statvfs)
+        assert space is not None and space[0] >= space[1] >= 0 and space[0] > 0
+    else:
+        assert space is None

@@ -87,7 +87,7 @@ def test_a_key_value_catalog_is_refused_without_echoing_it(tmp_path: Path) -> No
 @pytest.fixture
 def fleet(tmp_path: Path) -> tuple[Catalog, str]:
     """A SQLite catalog with cluster c1 on two file targets and c2 on none."""
-    from pgharbor.fleet import add_placement
+    from pgharbor.services import Services, placements
     from pgharbor.settings import load_settings
 
     url = f"sqlite:///{tmp_path}/catalog.db"
@@ -98,7 +98,7 @@ def fleet(tmp_path: Path) -> tuple[Catalog, str]:
     for i in (1, 2):
         (tmp_path / f"t{i}").mkdir()
         cat.add_target(f"t{i}", f"file://{tmp_path}/t{i}")
-        add_placement(cat, settings, "c1", f"t{i}", i)
+        placements.add(Services(settings), "c1", f"t{i}", i)
     return cat, url
 
 
@@ -151,8 +151,8 @@ def test_rows_stored_before_credentials_were_refused_are_shown_redacted(
 def test_commands_for_postgresql_never_carry_the_catalog_password(
     tmp_path: Path, fleet: tuple[Catalog, str], caplog: pytest.LogCaptureFixture
 ) -> None:
+    from pgharbor.archive.commands import command_lines
     from pgharbor.errors import ConfigError
-    from pgharbor.fleet import command_lines
     from pgharbor.restore.restore import restore_command_line
     from pgharbor.settings import load_settings
 
@@ -165,7 +165,7 @@ def test_commands_for_postgresql_never_carry_the_catalog_password(
 
     # the config file supplied the catalog: the command names the file, nothing else
     from_file = load_settings(config=str(config), env={})
-    lines = [*command_lines(from_file, c1, False), restore_command_line(from_file, "c1")]
+    lines = [*command_lines(from_file, c1), restore_command_line(from_file, "c1")]
     assert all(f"--config {config}" in x and "--catalog" not in x for x in lines), lines
     assert not caplog.records
 
@@ -176,7 +176,7 @@ def test_commands_for_postgresql_never_carry_the_catalog_password(
     ):
         caplog.clear()
         with caplog.at_level(logging.WARNING):
-            lines = [*command_lines(given, c1, True), restore_command_line(given, "c1")]
+            lines = [*command_lines(given, c1), restore_command_line(given, "c1")]
         assert not [x for x in lines if CANARY in x], lines
         assert all("--catalog" in x and "harbor@db.example/catalog?port=6" in x for x in lines)
         assert caplog.records and all(".pgpass" in r.getMessage() for r in caplog.records)
@@ -184,7 +184,7 @@ def test_commands_for_postgresql_never_carry_the_catalog_password(
     # a password pgharbor cannot take out cleanly: refused rather than written
     odd = load_settings(catalog=f"postgresql://harbor:{CANARY}/x@db.example/catalog", env={})
     with pytest.raises(ConfigError) as info:
-        command_lines(odd, c1, True)
+        command_lines(odd, c1)
     assert CANARY not in info.value.message
 
 

@@ -38,13 +38,13 @@ class Env:
             root.mkdir()
             self.cat.add_target(f"t{i}", f"file://{root}")
         add_test_cluster(self.cat, required=required)
-        from pgharbor.fleet import add_placement
+        from pgharbor.services import Services, placements
 
         self.settings: Settings = load_settings(
             catalog=self.url, env={"PGHARBOR_STATE_DIR": str(tmp / "state")}
         )
-        add_placement(self.cat, self.settings, "c1", "t1", 1)
-        add_placement(self.cat, self.settings, "c1", "t2", 2)
+        placements.add(Services(self.settings), "c1", "t1", 1)
+        placements.add(Services(self.settings), "c1", "t2", 2)
         (tmp / "pg_wal").mkdir()
 
     def wal(self, name: str, data: bytes) -> str:

@@ -14,7 +14,7 @@ from pgharbor.catalog import db
 from pgharbor.catalog.models import WalCopy, WalFile
 from pgharbor.catalog.schema import clusters, placements, targets, wal_copies
 from pgharbor.catalog.urls import CatalogURL
-from pgharbor.errors import Conflict, NotFound, UsageError
+from pgharbor.errors import Conflict, NotFound
 from pgharbor.model import Cluster, Placement, Target
 
 
@@ -125,27 +125,11 @@ class Catalog:
 
     def update_cluster(self, name: str, **values: Any) -> Cluster:
         c = self.cluster(name)
-        if "required_copies" in values:
-            self._check_required_copies(name, values["required_copies"])
         with self.engine.begin() as conn:
             conn.execute(
                 clusters.update().where(clusters.c.id == c.id).values(**values, modified_at=now())
             )
         return self.cluster(name)
-
-    def _check_required_copies(self, name: str, required: int) -> None:
-        """More required copies than active placements would fail every wal push (and
-        PostgreSQL would keep its WAL until the disk is full): refused. One copy is
-        always allowed, the default a cluster is registered with."""
-        if required < 1:
-            raise UsageError("required copies must be at least 1")
-        active = sum(p.active for p in self.placements(name))
-        if required > max(active, 1):
-            raise UsageError(
-                f"cluster {name!r} has {active} active placement(s): it cannot require "
-                f"{required} copies",
-                hint="add placements first (pgharbor placement add)",
-            )
 
     def delete_cluster(self, cluster_id: str) -> None:
         with self.engine.begin() as conn:
@@ -174,6 +158,56 @@ class Catalog:
                 )
             )
         return next(p for p in self.placements(cluster) if p.target == target)
+
+    def update_placement(self, cluster: str, target: str, **values: Any) -> Placement:
+        c, t = self.cluster(cluster), self.target(target)
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                placements.update()
+                .where(placements.c.cluster_id == c.id, placements.c.target_id == t.id)
+                .values(**values, modified_at=now())
+            )
+            if not done.rowcount:
+                raise NotFound(f"cluster {cluster!r} does not ship to target {target!r}")
+        return next(p for p in self.placements(cluster) if p.target == target)
+
+    def remove_placement(self, cluster: str, target: str) -> None:
+        """The placement and the cluster's copy rows on that target (the files stay)."""
+        c, t = self.cluster(cluster), self.target(target)
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                placements.delete().where(
+                    placements.c.cluster_id == c.id, placements.c.target_id == t.id
+                )
+            )
+            if not done.rowcount:
+                raise NotFound(f"cluster {cluster!r} does not ship to target {target!r}")
+            conn.execute(
+                wal_copies.delete().where(
+                    wal_copies.c.cluster_id == c.id, wal_copies.c.target_id == t.id
+                )
+            )
+
+    def update_target(self, name: str, **values: Any) -> Target:
+        t = self.target(name)
+        with self.engine.begin() as conn:
+            conn.execute(
+                targets.update().where(targets.c.id == t.id).values(**values, modified_at=now())
+            )
+        return self.target(name)
+
+    def forget_cluster(self, name: str) -> None:
+        """Every row of a cluster (placements, copies, backups, restore points), in one
+        transaction; what the targets hold is not touched."""
+        from pgharbor.catalog.schema import backup_copies, backups, restore_points, wal_scans
+
+        c = self.cluster(name)
+        with self.engine.begin() as conn:
+            ids = sa.select(backups.c.id).where(backups.c.cluster_id == c.id)
+            conn.execute(backup_copies.delete().where(backup_copies.c.backup_id.in_(ids)))
+            for table in (backups, restore_points, wal_scans, wal_copies, placements):
+                conn.execute(table.delete().where(table.c.cluster_id == c.id))
+            conn.execute(clusters.delete().where(clusters.c.id == c.id))
 
     def placements(self, cluster: str) -> list[Placement]:
         c = self.cluster(cluster)

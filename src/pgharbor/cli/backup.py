@@ -6,8 +6,9 @@ import sys
 
 import click
 
-from pgharbor.cli.main import AppContext, pass_app
+from pgharbor.cli.context import AppContext, pass_app
 from pgharbor.render.output import emit_json, emit_table, fmt_bytes, fmt_time
+from pgharbor.services import backups
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -32,18 +33,11 @@ def backup() -> None:
 @pass_app
 def backup_create(app: AppContext, cluster: str, target: str | None, wal_timeout: float) -> None:
     """Take a base backup of CLUSTER over the network (no agent on the database host)."""
-    from pgharbor.backup.create import create_backup
     from pgharbor.render.progress import progress_bar
 
     with progress_bar("backup", sys.stderr.isatty()) as (progress, say):
-        r = create_backup(
-            app.catalog(),
-            app.settings,
-            cluster,
-            target=target,
-            wal_timeout=wal_timeout,
-            progress=progress,
-            say=say,
+        r = backups.create(
+            app.svc, cluster, target=target, wal_timeout=wal_timeout, progress=progress, say=say
         )
     ratio = r.stored_bytes / r.logical_bytes * 100 if r.logical_bytes else 0
     click.echo(
@@ -59,9 +53,7 @@ def backup_create(app: AppContext, cluster: str, target: str | None, wal_timeout
 @pass_app
 def backup_list(app: AppContext, cluster: str, as_json: bool) -> None:
     """CLUSTER's backups, oldest first."""
-    from pgharbor.catalog.backups import BackupRepo
-
-    items = BackupRepo(app.catalog()).for_cluster(cluster)
+    items = backups.list_backups(app.svc, cluster)
     if as_json:
         emit_json(items)
         return
@@ -103,9 +95,7 @@ def backup_show(app: AppContext, cluster: str, backup_id: str, as_json: bool) ->
     """One backup."""
     from dataclasses import asdict
 
-    from pgharbor.catalog.backups import BackupRepo
-
-    b = BackupRepo(app.catalog()).get(cluster, backup_id)
+    b = backups.show(app.svc, cluster, backup_id)
     if as_json:
         emit_json(b)
         return
@@ -119,9 +109,7 @@ def backup_show(app: AppContext, cluster: str, backup_id: str, as_json: bool) ->
 @pass_app
 def backup_delete(app: AppContext, cluster: str, backup_id: str) -> None:
     """Delete a backup; chunks no other backup uses are freed."""
-    from pgharbor.backup.delete import delete_backup
-
-    r = delete_backup(app.catalog(), app.settings, cluster, backup_id)
+    r = backups.delete(app.svc, cluster, backup_id)
     for target, g in r.gc.items():
         extra = f", {g.orphans} orphans" if g.orphans else ""
         extra += f", leftovers of {g.leftovers} dead backup(s)" if g.leftovers else ""
@@ -139,10 +127,9 @@ def backup_delete(app: AppContext, cluster: str, backup_id: str) -> None:
 @pass_app
 def backup_verify(app: AppContext, cluster: str, backup_id: str, as_json: bool) -> None:
     """Read and check every chunk of a backup on each placement that holds it."""
-    from pgharbor.backup.verify import verify_backup
     from pgharbor.errors import IntegrityError
 
-    r = verify_backup(app.catalog(), app.settings, cluster, backup_id)
+    r = backups.verify(app.svc, cluster, backup_id)
     if as_json:
         emit_json(r)
     else:

@@ -1,55 +1,30 @@
-"""init, target, cluster and placement commands."""
+"""init, target, cluster and placement commands: parse, call one service, render."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import asdict
 
 import click
 
-from pgharbor.cli.main import AppContext, pass_app
+from pgharbor.cli.context import AppContext, pass_app
+from pgharbor.model import Placement
 from pgharbor.render.output import emit_json, emit_table, fmt_bytes, fmt_time
-
-if TYPE_CHECKING:
-    from pgharbor.model import Cluster, Placement, Target
+from pgharbor.services import catalog as catalog_service
+from pgharbor.services import clusters, placements, targets
 
 json_opt = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-
-
-# What listings show: a URL or DSN stored before credentials were refused is redacted
-# (text and JSON alike), so no listing ever prints a password or a secret key.
-def _shown_target(t: Target) -> Target:
-    from pgharbor.storage.factory import shown_url
-
-    return t.replace(url=shown_url(t.url))
-
-
-def _shown_placement(p: Placement) -> Placement:
-    from pgharbor.storage.factory import shown_url
-
-    return p.replace(url=shown_url(p.url))
-
-
-def _shown_cluster(c: Cluster) -> Cluster:
-    from pgharbor.catalog.urls import redact_conninfo
-
-    return c.replace(dsn=redact_conninfo(c.dsn))
 
 
 @click.command()
 @pass_app
 def init(app: AppContext) -> None:
     """Create the catalog, or upgrade its schema. Safe to run twice."""
-    from pgharbor.catalog import db
-
-    engine, cu = db.make_engine(
-        app.settings.require_catalog(), timeout=app.settings.catalog_timeout
-    )
-    before, after = db.migrate(engine, cu)
-    if before == after:
-        click.echo(f"catalog {cu.display()} is up to date (schema revision {after})")
+    r = catalog_service.init(app.svc)
+    if r.before == r.after:
+        click.echo(f"catalog {r.catalog} is up to date (schema revision {r.after})")
     else:
         click.echo(
-            f"catalog {cu.display()} upgraded: schema revision {before or 'none'} -> {after}"
+            f"catalog {r.catalog} upgraded: schema revision {r.before or 'none'} -> {r.after}"
         )
 
 
@@ -63,10 +38,8 @@ def target() -> None:
 @click.argument("url")
 @pass_app
 def target_add(app: AppContext, name: str, url: str) -> None:
-    """Register target NAME at URL."""
-    from pgharbor.fleet import add_target
-
-    t = add_target(app.catalog(), app.settings, name, url)
+    """Register target NAME at URL (it must exist and be reachable: it is claimed)."""
+    t = targets.add(app.svc, name, url)
     click.echo(f"target {t.name} added ({t.url})")
 
 
@@ -75,14 +48,14 @@ def target_add(app: AppContext, name: str, url: str) -> None:
 @pass_app
 def target_list(app: AppContext, as_json: bool) -> None:
     """List targets."""
-    items = [_shown_target(t) for t in app.catalog().targets()]
+    items = targets.list_targets(app.svc)
     if as_json:
         emit_json(items)
-    else:
-        emit_table(
-            ["name", "url", "active", "created"],
-            [(t.name, t.url, "yes" if t.active else "no", fmt_time(t.created_at)) for t in items],
-        )
+        return
+    emit_table(
+        ["name", "url", "active", "created"],
+        [(t.name, t.url, "yes" if t.active else "no", fmt_time(t.created_at)) for t in items],
+    )
 
 
 @target.command("remove")
@@ -90,8 +63,59 @@ def target_list(app: AppContext, as_json: bool) -> None:
 @pass_app
 def target_remove(app: AppContext, name: str) -> None:
     """Remove target NAME (refused while a placement uses it). Stored files stay."""
-    app.catalog().remove_target(name)
-    click.echo(f"target {name} removed (files stored on it were left in place)")
+    t = targets.remove(app.svc, name)
+    click.echo(f"target {t.name} removed (files stored on it were left in place)")
+
+
+@target.command("set")
+@click.argument("name")
+@click.option("--url", required=True, help="The new URL of the same storage.")
+@pass_app
+def target_set(app: AppContext, name: str, url: str) -> None:
+    """Reach target NAME at a new URL (the same storage only: its marker and the claims
+    of the clusters placed there must be found)."""
+    t = targets.set_url(app.svc, name, url)
+    click.echo(f"target {t.name} is now reached at {t.url}")
+
+
+@target.command("check")
+@click.argument("name", required=False)
+@click.option("--all", "every", is_flag=True, help="Check every target.")
+@json_opt
+@pass_app
+def target_check(app: AppContext, name: str | None, every: bool, as_json: bool) -> None:
+    """Is target NAME (or --all) reachable, writable, durable, with room, and does it hold
+    the claims of the clusters placed on it?"""
+    from pgharbor.errors import StorageError, UsageError
+    from pgharbor.services import health
+
+    if bool(name) == every:
+        raise UsageError("give a target NAME or --all")
+    results = health.check(app.svc, name)
+    if as_json:
+        emit_json([{**asdict(r), "ok": r.ok} for r in results])
+    else:
+        for r in results:
+            room = (
+                f", {fmt_bytes(r.free_bytes)} free of {fmt_bytes(r.total_bytes)}"
+                if r.total_bytes
+                else ""
+            )
+            state = "ok" if r.ok else "NOT OK"
+            click.echo(
+                f"{r.target}: {state}: reachable {_yes(r.reachable)}, writable "
+                f"{_yes(r.writable)}, durable {_yes(r.durable)}{room}; "
+                f"{len(r.clusters)} cluster claim(s)"
+            )
+            for problem in r.problems:
+                click.echo(f"  {problem}")
+    bad = [r.target for r in results if not r.ok]
+    if bad:
+        raise StorageError(f"target check failed for {', '.join(bad)}")
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
 
 
 @click.group()
@@ -117,9 +141,9 @@ def cluster() -> None:
     is_flag=True,
     help="Async archiving: a resident pusher works ahead of archive_command.",
 )
-@click.pass_context
+@pass_app
 def cluster_add(
-    ctx: click.Context,
+    app: AppContext,
     name: str,
     dsn: str,
     idc: str,
@@ -128,19 +152,13 @@ def cluster_add(
     archive_async: bool,
 ) -> None:
     """Register the running cluster reachable at DSN as NAME."""
-    from pgharbor.fleet import register_cluster
-
-    app: AppContext = ctx.obj
-    catalog_given = ctx.find_root().params.get("catalog") is not None
-    reg = register_cluster(
-        app.catalog(),
-        app.settings,
+    reg = clusters.register(
+        app.svc,
         name,
         dsn,
         idc=idc,
         platform=platform,
         required_copies=required_copies,
-        catalog_given=catalog_given,
         archive_async=archive_async,
     )
     c = reg.cluster
@@ -149,12 +167,8 @@ def cluster_add(
         f"PostgreSQL {c.version}, WAL segment {fmt_bytes(c.wal_segment_size)}"
         + (" (kept the id found in its fingerprint)" if reg.adopted_fingerprint else "")
     )
-    if required_copies > 1:
-        click.echo(
-            f"note: a WAL file counts as archived once {required_copies} targets hold it: "
-            f"add {required_copies} placements (pgharbor placement add) before archive_mode "
-            "is on (cluster set refuses more required copies than active placements)"
-        )
+    for note in reg.notes:
+        click.echo(f"note: {note}")
     click.echo("Put these lines in its postgresql.conf (archive_mode = on):")
     click.echo(f"  {reg.archive_command}")
     click.echo(f"  {reg.restore_command}")
@@ -165,7 +179,7 @@ def cluster_add(
 @pass_app
 def cluster_list(app: AppContext, as_json: bool) -> None:
     """List clusters."""
-    items = [_shown_cluster(c) for c in app.catalog().clusters()]
+    items = clusters.list_clusters(app.svc)
     if as_json:
         emit_json(items)
         return
@@ -192,11 +206,10 @@ def cluster_list(app: AppContext, as_json: bool) -> None:
 @pass_app
 def cluster_show(app: AppContext, name: str, as_json: bool) -> None:
     """Show one cluster with its placements."""
-    cat = app.catalog()
-    c = _shown_cluster(cat.cluster(name))
-    places = [_shown_placement(p) for p in cat.placements(name)]
+    view = clusters.show(app.svc, name)
+    c = view.cluster
     if as_json:
-        emit_json({**c.as_dict(), "placements": places})
+        emit_json({**c.as_dict(), "placements": view.placements})
         return
     for label, value in [
         ("name", c.name),
@@ -214,15 +227,12 @@ def cluster_show(app: AppContext, name: str, as_json: bool) -> None:
         ("modified", fmt_time(c.modified_at)),
     ]:
         click.echo(f"{label:>18}: {value}")
-    emit_table(
-        ["priority", "target", "url", "active"],
-        [(p.priority, p.target, p.url, "yes" if p.active else "no") for p in places],
-        title="placements",
-    )
+    _placements_table(view.placements, title="placements")
 
 
 @cluster.command("set")
 @click.argument("name")
+@click.option("--dsn", help="A new libpq connection string of the same cluster's primary.")
 @click.option("--required-copies", type=int, help="Copies required before a WAL file counts.")
 @click.option("--active/--inactive", default=None, help="Archive this cluster or refuse to.")
 @click.option(
@@ -231,39 +241,48 @@ def cluster_show(app: AppContext, name: str, as_json: bool) -> None:
     default=None,
     help="Async archiving (a resident pusher works ahead) or sync.",
 )
-@click.pass_context
+@pass_app
 def cluster_set(
-    ctx: click.Context,
+    app: AppContext,
     name: str,
+    dsn: str | None,
     required_copies: int | None,
     active: bool | None,
     archive_async: bool | None,
 ) -> None:
-    """Change a cluster's settings."""
-    from pgharbor.fleet import command_lines
-
-    app: AppContext = ctx.obj
-    values: dict[str, object] = {}
-    if required_copies is not None:
-        values["required_copies"] = required_copies
-    if active is not None:
-        values["active"] = active
-    if archive_async is not None:
-        values["archive_async"] = archive_async
-    if not values:
-        raise click.UsageError(
-            "nothing to change: give --required-copies, --active/--inactive or --async/--sync"
-        )
-    c = app.catalog().update_cluster(name, **values)
+    """Change a cluster's settings (--dsn is checked against the server: the same system
+    identifier, a primary)."""
+    if dsn is not None:
+        c = clusters.set_dsn(app.svc, name, dsn)
+        click.echo(f"cluster {c.name} is now reached at {c.host}:{c.port} ({c.dsn})")
+        if required_copies is None and active is None and archive_async is None:
+            return
+    r = clusters.set_options(
+        app.svc, name, required_copies=required_copies, active=active, archive_async=archive_async
+    )
+    c = r.cluster
     click.echo(
         f"cluster {c.name}: required copies {c.required_copies}, active {c.active}, "
         f"archiving {'async' if c.archive_async else 'sync'}"
     )
-    if archive_async is not None:
-        archive, _ = command_lines(
-            app.settings, c, ctx.find_root().params.get("catalog") is not None
-        )
-        click.echo(f"Set this in its postgresql.conf (a reload applies it):\n  {archive}")
+    if r.archive_command is not None:
+        click.echo(f"Set this in its postgresql.conf (a reload applies it):\n  {r.archive_command}")
+
+
+@cluster.command("remove")
+@click.argument("name")
+@click.option("--purge", is_flag=True, help="Also delete its backups and WAL from the targets.")
+@click.option("--yes", is_flag=True, help="Confirm --purge.")
+@pass_app
+def cluster_remove(app: AppContext, name: str, purge: bool, yes: bool) -> None:
+    """Forget cluster NAME (refused while it has active placements); stored files stay
+    unless --purge --yes."""
+    r = clusters.remove(app.svc, name, purge=purge, yes=yes)
+    if purge:
+        where = ", ".join(f"{t}: {n} objects" for t, n in sorted(r.purged.items()))
+        click.echo(f"cluster {r.cluster} removed; {r.backups_deleted} backups deleted; {where}")
+    else:
+        click.echo(f"cluster {r.cluster} removed (its files on the targets were left in place)")
 
 
 @click.group()
@@ -278,9 +297,7 @@ def placement() -> None:
 @pass_app
 def placement_add(app: AppContext, cluster_name: str, target_name: str, priority: int) -> None:
     """Ship CLUSTER's files to TARGET."""
-    from pgharbor.fleet import add_placement
-
-    p = add_placement(app.catalog(), app.settings, cluster_name, target_name, priority)
+    p = placements.add(app.svc, cluster_name, target_name, priority)
     click.echo(f"cluster {p.cluster} ships to {p.target} at priority {p.priority}")
 
 
@@ -290,13 +307,50 @@ def placement_add(app: AppContext, cluster_name: str, target_name: str, priority
 @pass_app
 def placement_list(app: AppContext, cluster_name: str, as_json: bool) -> None:
     """List CLUSTER's placements, first tried first."""
-    items = [_shown_placement(p) for p in app.catalog().placements(cluster_name)]
+    items = placements.list_placements(app.svc, cluster_name)
     if as_json:
         emit_json(items)
         return
+    _placements_table(items)
+
+
+@placement.command("remove")
+@click.argument("cluster_name", metavar="CLUSTER")
+@click.argument("target_name", metavar="TARGET")
+@pass_app
+def placement_remove(app: AppContext, cluster_name: str, target_name: str) -> None:
+    """Stop shipping CLUSTER's files to TARGET (refused below the required copies). The
+    files stored there stay."""
+    p = placements.remove(app.svc, cluster_name, target_name)
+    click.echo(f"cluster {p.cluster} no longer ships to {p.target} (its files there stay)")
+
+
+@placement.command("set")
+@click.argument("cluster_name", metavar="CLUSTER")
+@click.argument("target_name", metavar="TARGET")
+@click.option("--priority", type=int, help="Lower is tried first.")
+@click.option("--active/--inactive", default=None, help="In service or out of it.")
+@pass_app
+def placement_set(
+    app: AppContext,
+    cluster_name: str,
+    target_name: str,
+    priority: int | None,
+    active: bool | None,
+) -> None:
+    """Change a placement's priority, or take it out of (or back into) service."""
+    p = placements.set_options(app.svc, cluster_name, target_name, priority=priority, active=active)
+    click.echo(
+        f"cluster {p.cluster} ships to {p.target} at priority {p.priority}"
+        + ("" if p.active else " (inactive)")
+    )
+
+
+def _placements_table(items: list[Placement], title: str | None = None) -> None:
     emit_table(
         ["priority", "target", "url", "active"],
         [(p.priority, p.target, p.url, "yes" if p.active else "no") for p in items],
+        title=title,
     )
 
 

@@ -8,39 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import click
 
 from pgharbor import __version__
+from pgharbor.cli.context import AppContext
 from pgharbor.errors import PgharborError
-from pgharbor.settings import Settings, load_settings
-
-if TYPE_CHECKING:
-    from pgharbor.catalog.repo import Catalog
-
-
-@dataclass
-class AppContext:
-    catalog_opt: str | None
-    config_opt: str | None
-    _settings: Settings | None = None
-
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            self._settings = load_settings(catalog=self.catalog_opt, config=self.config_opt)
-        return self._settings
-
-    def catalog(self) -> Catalog:
-        from pgharbor.catalog.repo import open_catalog
-
-        s = self.settings
-        return open_catalog(s.require_catalog(), timeout=s.catalog_timeout)
-
-
-pass_app = click.make_pass_decorator(AppContext)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -62,9 +35,10 @@ def cli(ctx: click.Context, catalog: str | None, config: str | None, verbose: bo
 
 
 def _register() -> None:
-    from pgharbor.cli import backup, fleet, key, restore, restore_point, wal
+    from pgharbor.cli import backup, fleet, key, restore, restore_point, status, wal
 
     fleet.register(cli)
+    status.register(cli)
     wal.register(cli)
     backup.register(cli)
     restore.register(cli)

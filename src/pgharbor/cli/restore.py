@@ -4,54 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
-from pgharbor.cli.main import AppContext, pass_app
+from pgharbor.cli.context import AppContext, pass_app
 from pgharbor.render.output import fmt_bytes
-
-if TYPE_CHECKING:
-    from pgharbor.domain.pitr import RecoveryTarget
-
-
-def _target(
-    time: str | None,
-    lsn: str | None,
-    xid: str | None,
-    name: str | None,
-    immediate: bool,
-    inclusive: bool,
-    timeline: str,
-    action: str,
-) -> RecoveryTarget:
-    from pgharbor.domain.pitr import RecoveryTarget, parse_time
-    from pgharbor.domain.wal import parse_lsn
-    from pgharbor.errors import UsageError
-
-    given: list[tuple[str, str | None]] = [
-        (k, v)
-        for k, v in (("time", time), ("lsn", lsn), ("xid", xid), ("name", name))
-        if v is not None
-    ]
-    if immediate:
-        given.append(("immediate", None))
-    if len(given) > 1:
-        raise UsageError(
-            "give at most one of --target-time, --target-lsn, --target-xid, --target-name, --target-immediate"
-        )
-    if not given:
-        return RecoveryTarget("end", None, inclusive, timeline, action)
-    kind, value = given[0]
-    if kind == "time":
-        assert value is not None
-        value = parse_time(value).isoformat(sep=" ")
-    elif kind == "lsn":
-        assert value is not None
-        parse_lsn(value)
-    elif kind == "xid" and not (value or "").isdigit():
-        raise UsageError(f"--target-xid takes a transaction id (a number), not {value!r}")
-    return RecoveryTarget(kind, value, inclusive, timeline, action)  # type: ignore[arg-type]
+from pgharbor.services import restores
 
 
 @click.command("restore")
@@ -123,39 +81,24 @@ def restore_cmd(
     archive_mode: str | None,
 ) -> None:
     """Restore CLUSTER into --pgdata and set up recovery (then start the server)."""
-    from pgharbor.errors import UsageError
+    from pgharbor.domain.pitr import RecoveryTarget
     from pgharbor.render.progress import progress_bar
-    from pgharbor.restore.restore import Options, restore
+    from pgharbor.restore.restore import Options
 
-    if primary_conninfo and not standby:
-        raise UsageError("--primary-conninfo goes with --standby")
-    mapping = {}
-    for item in tablespace_map:
-        old, eq, new = item.partition("=")
-        if not eq or not old or not new:
-            raise UsageError(f"--tablespace-map takes OLD=NEW, not {item!r}")
-        mapping[old] = new
-    target = _target(
-        target_time,
-        target_lsn,
-        target_xid,
-        target_name,
-        target_immediate,
-        target_inclusive,
-        target_timeline,
-        target_action,
+    mapping = restores.tablespace_map(tablespace_map)
+    target = RecoveryTarget.from_options(
+        time=target_time,
+        lsn=target_lsn,
+        xid=target_xid,
+        name=target_name,
+        immediate=target_immediate,
+        inclusive=target_inclusive,
+        timeline=target_timeline,
+        action=target_action,
     )
+    options = Options(backup_id, standby, primary_conninfo, mapping, delta, archive_mode)
     with progress_bar("restore", sys.stderr.isatty()) as (progress, say):
-        r = restore(
-            app.catalog(),
-            app.settings,
-            cluster,
-            pgdata,
-            target,
-            Options(backup_id, standby, primary_conninfo, mapping, delta, archive_mode),
-            progress=progress,
-            say=say,
-        )
+        r = restores.restore(app.svc, cluster, pgdata, target, options, progress=progress, say=say)
     for note in r.fallbacks[:5] + r.notes:
         click.echo(f"note: {note}", err=True)
     extra = f", {r.files_unchanged} files unchanged, {r.files_removed} removed" if delta else ""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from pgharbor.cli.main import AppContext, pass_app
+from pgharbor.cli.context import AppContext, pass_app
 from pgharbor.render.output import emit_json, emit_table, fmt_time
+from pgharbor.services import restores
 
 
 @click.group("restore-point")
@@ -20,9 +21,7 @@ def restore_point() -> None:
 def restore_point_create(app: AppContext, cluster: str, name: str) -> None:
     """Create restore point NAME on CLUSTER's primary (pg_create_restore_point) and record
     it; a restore can reach it once its WAL is archived."""
-    from pgharbor.restore.points import create_point
-
-    p = create_point(app.catalog(), cluster, name)
+    p = restores.create_point(app.svc, cluster, name)
     click.echo(
         f"restore point {p.name!r} of {cluster}: LSN {p.lsn} on timeline {p.timeline}, "
         f"{fmt_time(p.time)}"
@@ -36,9 +35,7 @@ def restore_point_create(app: AppContext, cluster: str, name: str) -> None:
 def restore_point_list(app: AppContext, cluster: str, as_json: bool) -> None:
     """CLUSTER's restore points in WAL order: those made with restore-point create, and
     those found in the archived WAL (made with plain SQL), which is scanned first."""
-    from pgharbor.restore.points import list_points
-
-    points = list_points(app.catalog(), app.settings, cluster)
+    points = restores.list_points(app.svc, cluster)
     if as_json:
         emit_json(points)
         return

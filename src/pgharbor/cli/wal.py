@@ -8,8 +8,9 @@ from dataclasses import asdict
 
 import click
 
-from pgharbor.cli.main import AppContext, pass_app
+from pgharbor.cli.context import AppContext, pass_app
 from pgharbor.render.output import emit_json, emit_table, fmt_bytes, fmt_time
+from pgharbor.services import wal as wal_service
 
 
 @click.group()
@@ -61,7 +62,7 @@ def _hot(app: AppContext, verb: str, args: list[str]) -> None:
 @pass_app
 def wal_list(app: AppContext, cluster: str, as_json: bool) -> None:
     """Every archived file of CLUSTER with its copies (and the placements missing one)."""
-    files = app.catalog().wal_files(cluster)
+    files = wal_service.list_files(app.svc, cluster)
     if as_json:
         emit_json(files)
         return
@@ -92,10 +93,9 @@ def wal_list(app: AppContext, cluster: str, as_json: bool) -> None:
 @pass_app
 def wal_sync(app: AppContext, cluster: str, as_json: bool) -> None:
     """Copy every archived file a placement of CLUSTER lacks from one that has it."""
-    from pgharbor.archive.sync import sync
     from pgharbor.errors import PgharborError
 
-    r = sync(app.settings, cluster)
+    r = wal_service.sync(app.svc, cluster)
     if as_json:
         emit_json(r)
     else:
@@ -121,13 +121,10 @@ def wal_sync(app: AppContext, cluster: str, as_json: bool) -> None:
 def wal_verify(app: AppContext, cluster: str, repair: bool, as_json: bool) -> None:
     """Read back every archived file of CLUSTER from every active placement and check it
     as a restore would; report missing and corrupt copies, and gaps per timeline."""
-    from pgharbor.archive import verify as v
     from pgharbor.errors import IntegrityError
 
-    r = v.verify(app.settings, cluster)
-    fixed = v.repair(app.settings, r) if repair and r.bad else None
-    if fixed is not None and not fixed.failed:
-        r.bad = []  # every bad copy was replaced by a verified one
+    report = wal_service.verify(app.svc, cluster, repair=repair)
+    r, fixed = report.result, report.repair
     if as_json:
         emit_json({**asdict(r), "ok": r.ok, "repair": fixed})
     else:

@@ -42,6 +42,49 @@ class RecoveryTarget:
         assert self.value is not None
         return parse_time(self.value)
 
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        time: str | None = None,
+        lsn: str | None = None,
+        xid: str | None = None,
+        name: str | None = None,
+        immediate: bool = False,
+        inclusive: bool = True,
+        timeline: str = "latest",
+        action: str = "promote",
+    ) -> RecoveryTarget:
+        """The target a restore's options name (at most one of them), checked."""
+        options: tuple[tuple[Kind, str | None], ...] = (
+            ("time", time),
+            ("lsn", lsn),
+            ("xid", xid),
+            ("name", name),
+        )
+        given: list[tuple[Kind, str | None]] = [(k, v) for k, v in options if v is not None]
+        if immediate:
+            given.append(("immediate", None))
+        if len(given) > 1:
+            raise UsageError(
+                "give at most one of --target-time, --target-lsn, --target-xid, "
+                "--target-name, --target-immediate"
+            )
+        if action not in ("promote", "pause", "shutdown"):
+            raise UsageError(f"--target-action is promote, pause or shutdown, not {action!r}")
+        if not given:
+            return cls("end", None, inclusive, timeline, action)
+        kind, value = given[0]
+        if kind == "time":
+            assert value is not None
+            value = parse_time(value).isoformat(sep=" ")
+        elif kind == "lsn":
+            assert value is not None
+            parse_lsn(value)
+        elif kind == "xid" and not (value or "").isdigit():
+            raise UsageError(f"--target-xid takes a transaction id (a number), not {value!r}")
+        return cls(kind, value, inclusive, timeline, action)
+
 
 def parse_time(text: str) -> datetime:
     try:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shlex
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
@@ -104,14 +103,9 @@ def primary_timeline(conninfo: str, say: Callable[[str], None]) -> int | None:
 
 
 def restore_command_line(settings: Settings, cluster: str) -> str:
-    from pgharbor.fleet import pgharbor_command
+    from pgharbor.archive.commands import restore_command
 
-    cmd = pgharbor_command(settings, catalog_given=True)
-    if os.environ.get("PGHARBOR_STATE_DIR"):
-        cmd = f"PGHARBOR_STATE_DIR={shlex.quote(os.environ['PGHARBOR_STATE_DIR'])} {cmd}"
-    from pgharbor.archive.prefetch import fast_restore_command
-
-    return fast_restore_command(cmd, cluster)
+    return restore_command(settings, cluster, state_dir_env=True)
 
 
 def _leases(

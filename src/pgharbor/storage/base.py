@@ -14,6 +14,9 @@ every backend in tests/contract):
   (a writer killed mid-put): temporaries whose writer ran on this host and is gone,
   and any older than max_age seconds. A write in progress is never disturbed unless
   it is older than max_age. Returns how many it removed.
+- ``durable()`` says whether a put is on stable storage when it returns (an SFTP server
+  without fsync@openssh.com is not); ``space()`` is (total, free) bytes where the medium
+  reports them, else None.
 - Backend failures surface as StorageUnavailable (cannot reach), StoragePermissionDenied,
   or StorageError: never a library exception.
 """
@@ -66,6 +69,10 @@ class Storage(Protocol):
     def delete(self, key: str) -> None: ...
 
     def sweep(self, prefix: str, max_age: float = ABANDONED_AFTER) -> int: ...
+
+    def durable(self) -> bool: ...
+
+    def space(self) -> tuple[int, int] | None: ...
 
     def close(self) -> None: ...
 

@@ -219,5 +219,15 @@ class FileStorage:
         except OSError as exc:
             raise self._error(exc, key) from exc
 
+    def durable(self) -> bool:
+        return True  # every put fsyncs the file and its folder
+
+    def space(self) -> tuple[int, int] | None:
+        try:
+            st = os.statvfs(self.root)
+        except OSError as exc:
+            raise self._error(exc, "") from exc
+        return st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
+
     def close(self) -> None:
         return None

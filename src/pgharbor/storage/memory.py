@@ -56,6 +56,12 @@ class MemoryStorage:
     def sweep(self, prefix: str, max_age: float = 0.0) -> int:
         return 0  # a put is one dict assignment: nothing is ever left half-written
 
+    def durable(self) -> bool:
+        return False  # gone with the process
+
+    def space(self) -> tuple[int, int] | None:
+        return None
+
     def close(self) -> None:
         return None
 

@@ -422,6 +422,12 @@ class S3Storage:
         with contextlib.suppress(ObjectNotFound), self._errors(key):
             s3.delete_object(Bucket=self.bucket, Key=k)
 
+    def durable(self) -> bool:
+        return True  # S3 stores an object durably before it acknowledges the PUT
+
+    def space(self) -> tuple[int, int] | None:
+        return None  # a bucket has no size to fill
+
     def close(self) -> None:
         with self._lock:
             if self._s3 is not None:

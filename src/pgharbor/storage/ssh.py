@@ -588,6 +588,19 @@ class SSHStorage:
 
         self._run(key, op)
 
+    def durable(self) -> bool:
+        return bool(self._run("", lambda sftp: "fsync@openssh.com" in sftp.extensions))
+
+    def space(self) -> tuple[int, int] | None:
+        def op(sftp: _SFTP) -> tuple[int, int] | None:
+            if "statvfs@openssh.com" not in sftp.extensions:
+                return None
+            _, msg = sftp.call(proto.CMD_EXTENDED, "statvfs@openssh.com", self.root)
+            _bsize, frsize, blocks, _bfree, bavail = (msg.get_int64() for _ in range(5))
+            return blocks * frsize, bavail * frsize
+
+        return self._run("", op)
+
     def close(self) -> None:
         """Connections are shared by every storage of the process: see close_all()."""
         return None
