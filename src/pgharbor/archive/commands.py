@@ -23,9 +23,7 @@ def pgharbor_command(settings: Settings) -> str:
     """This executable with its global options. A catalog the config file supplied is left
     to that file (--config); one given otherwise is carried with --catalog, but never its
     password: a note (a log warning) then says where the password must be instead."""
-    exe = os.path.abspath(sys.argv[0]) if os.path.basename(sys.argv[0]) == "pgharbor" else None
-    exe = exe or shutil.which("pgharbor") or "pgharbor"
-    parts = [exe]
+    parts = [_executable()]
     if settings.config_file is not None:
         parts += ["--config", absolute_path(settings.config_file)]
     if settings.catalog and settings.catalog_source != "config":
@@ -45,6 +43,17 @@ def pgharbor_command(settings: Settings) -> str:
                 )
         parts += ["--catalog", url]
     return " ".join(shlex.quote(p) for p in parts)
+
+
+def _executable() -> str:
+    """This pgharbor: the script that runs, else the one installed beside this Python (a
+    service called in-process, e.g. by the web API), else the one on PATH."""
+    if os.path.basename(sys.argv[0]) == "pgharbor":
+        return os.path.abspath(sys.argv[0])
+    beside = os.path.join(os.path.dirname(sys.executable), "pgharbor")
+    if os.access(beside, os.X_OK):
+        return beside
+    return shutil.which("pgharbor") or "pgharbor"
 
 
 def conf_line(setting: str, command: str) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import click
 
 from pgharbor.cli.context import AppContext, pass_app
@@ -93,7 +91,7 @@ def target_check(app: AppContext, name: str | None, every: bool, as_json: bool) 
         raise UsageError("give a target NAME or --all")
     results = health.check(app.svc, name)
     if as_json:
-        emit_json([{**asdict(r), "ok": r.ok} for r in results])
+        emit_json(results)
     else:
         for r in results:
             room = (

@@ -4,12 +4,10 @@ that same path if they are ever reached."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import click
 
 from pgharbor.cli.context import AppContext, pass_app
-from pgharbor.render.output import emit_json, emit_table, fmt_bytes, fmt_time
+from pgharbor.render.output import emit_json, emit_table, fmt_bytes, fmt_time, to_jsonable
 from pgharbor.services import wal as wal_service
 
 
@@ -126,7 +124,7 @@ def wal_verify(app: AppContext, cluster: str, repair: bool, as_json: bool) -> No
     report = wal_service.verify(app.svc, cluster, repair=repair)
     r, fixed = report.result, report.repair
     if as_json:
-        emit_json({**asdict(r), "ok": r.ok, "repair": fixed})
+        emit_json({**to_jsonable(r), "repair": to_jsonable(fixed)})
     else:
         good = ", ".join(f"{t} {r.verified.get(t, 0)} good" for t in r.placements)
         click.echo(f"{r.cluster}: {r.files} archived files; {good}")

@@ -14,8 +14,13 @@ from pgharbor.plain import Record
 
 
 def to_jsonable(obj: Any) -> Any:
+    """A result as JSON values: fields, and an ``ok`` the result computes (a verdict a
+    JSON reader needs as much as the details behind it)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        out = {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        if isinstance(getattr(type(obj), "ok", None), property):
+            out["ok"] = getattr(obj, "ok")  # noqa: B009 - a property, checked above
+        return out
     if isinstance(obj, Record):
         return {k: to_jsonable(v) for k, v in obj.as_dict().items()}
     if isinstance(obj, datetime):
