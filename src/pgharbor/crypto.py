@@ -268,8 +268,9 @@ def _table_ring(table: Mapping[str, Any], section: str) -> Keyring | None:
 def check_section(table: Mapping[str, Any], section: str) -> Keyring | None:
     """The keys a ``[clusters.NAME]`` or ``[targets.NAME]`` table configures, each read
     and checked (pgharbor config check), or None when it configures none."""
-    _required(table, section)
-    return _table_ring(table, section)
+    required = _required(table, section)
+    ring = _table_ring(table, section)
+    return ring if ring is None or required is None else ring.with_required(required)
 
 
 def keyring(settings: Settings, cluster: str, target: str | None = None) -> Keyring | None:

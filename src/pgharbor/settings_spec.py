@@ -321,7 +321,7 @@ ENCRYPTION: Final = _table(
         TEXT,
         None,
         "environment variable holding that key (instead of encryption_key_file)",
-        example="PGHARBOR_MAIN_KEY",
+        example="MAIN_ARCHIVE_KEY",
     ),
     Key(
         "encryption_old_key_files",
@@ -335,7 +335,7 @@ ENCRYPTION: Final = _table(
         NAMES,
         None,
         "environment variables holding older keys",
-        example=["PGHARBOR_OLD_KEY"],
+        example=["OLD_ARCHIVE_KEY"],
     ),
     Key(
         "encryption_required",

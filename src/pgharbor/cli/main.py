@@ -62,7 +62,7 @@ def cli(ctx: click.Context, catalog: str | None, config: str | None, verbose: bo
 
 
 def _register() -> None:
-    from pgharbor.cli import backup, fleet, key, restore, restore_point, wal
+    from pgharbor.cli import backup, config, fleet, key, restore, restore_point, wal
 
     fleet.register(cli)
     wal.register(cli)
@@ -70,6 +70,7 @@ def _register() -> None:
     restore.register(cli)
     restore_point.register(cli)
     key.register(cli)
+    config.register(cli)
 
 
 def run(argv: list[str]) -> int:
