@@ -68,14 +68,24 @@ class TargetOptions(_Dict):
 
 def shown(value: Any, *, text: bool = False, secret: bool = False) -> str:
     """A wrong value in a message: numbers and booleans as they are, text from the
-    environment or a URL quoted, anything else (a misplaced secret?) by its kind only."""
+    environment or a URL quoted, anything else (a misplaced secret?) by its kind only;
+    the value of a secret key by its kind, whatever it is."""
+    kinds: dict[type, str] = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+    }
+    if secret:
+        return kinds.get(type(value), f"a {type(value).__name__}")
     if isinstance(value, bool):
         return f"a boolean ({str(value).lower()})"
     if isinstance(value, int | float):
         return repr(value)
-    if text and isinstance(value, str) and not secret:
+    if text and isinstance(value, str):
         return repr(value[:60])
-    kinds: dict[type, str] = {str: "a string", list: "an array", dict: "a table"}
     return kinds.get(type(value), f"a {type(value).__name__}")
 
 
