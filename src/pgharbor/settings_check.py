@@ -177,7 +177,7 @@ def check(
         return value
     elif not isinstance(value, str):
         raise _bad(key, where, section, got, error)
-    elif key.choices and value not in key.choices:
+    elif value and key.choices and value not in key.choices:  # (empty: unset)
         raise error(
             f"{where}: {section}{key.name} must be one of {', '.join(key.choices)}, got "
             f"{shown(value, text=True, secret=key.secret)}"

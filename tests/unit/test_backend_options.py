@@ -111,7 +111,7 @@ def test_a_wrong_option_names_the_target_the_key_and_the_file(
         ("ssh://u@h/r?region=x", "target URL ssh://u@h/r: unknown ssh option(s) region"),
         ("ssh://u@h/r?timeout=abc", "target URL ssh://u@h/r: timeout must be a number, got 'abc'"),
         ("ssh://u@h/r?timeout=99999", "timeout must be between 0.1 and 3600, got 99999"),
-        ("s3://bkt/p?key_file=/k", "s3://bkt/p: unknown s3 option(s) key_file"),
+        ("s3://bkt/p?key_file=/k", "target URL s3://bkt/p: unknown s3 option(s) key_file"),
         ("s3://bkt/p?multipart_threshold=lots", "multipart_threshold must be a size"),
         ("s3://bkt/p?addressing_style=sideways", "must be one of path, virtual, auto"),
     ],

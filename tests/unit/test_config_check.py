@@ -138,6 +138,11 @@ def test_without_the_catalog_tables_are_checked_against_every_backend(site: Path
             "environment variable PGHARBOR_ASYNC_WAIT: async_wait must be a number, got 'soon'",
         ),
         ("compresion = 'zstd'\n", {}, "unknown setting(s) compresion (known: catalog, "),
+        (
+            "",
+            {"PGHARBOR_CATALOG": "mysql://u:CANARY-secret@h/db"},
+            "environment variable PGHARBOR_CATALOG: catalog: unsupported catalog URL mysql://",
+        ),
         ("[targets.t1.x]\n", {}, "[targets.t1] unknown file option(s) x (known: timeout)"),
         ("[targets.t9]\nbogus = 1\n", {}, "[targets.t9] unknown option bogus (no backend"),
         (

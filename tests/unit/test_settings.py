@@ -242,6 +242,13 @@ def test_the_command_line_catalog_wins_and_every_source_is_told(tmp_path: Path) 
         "--catalog",
     )
     assert load_settings(env={"PGHARBOR_CATALOG": ""}).catalog is None  # empty: unset
+    config.write_text('catalog = ""\ncompression = ""\nstate_dir = ""\n')
+    s = load_settings(config=str(config), env={})
+    assert (s.catalog, s.compression, s.state_dir) == (
+        None,
+        "zstd",
+        load_settings(env={}).state_dir,
+    )
 
 
 def _too_high(key: Key) -> str:

@@ -71,7 +71,7 @@ def check_config(svc: Services, env: Mapping[str, str] | None = None) -> ConfigC
     s = svc.settings
     env = os.environ if env is None else env
     notes: list[str] = []
-    catalog, reachable, targets, clusters = _catalog(svc, notes)
+    catalog, reachable, targets, clusters = _catalog(svc, env, notes)
     return ConfigCheck(
         config_file=s.config_file,
         catalog=catalog,
@@ -88,17 +88,24 @@ def _settings(s: Settings, env: Mapping[str, str]) -> list[SettingValue]:
 
     out = []
     for key in SETTINGS.values():
-        value, source = getattr(s, key.name), s.sources.get(key.name, "default")
+        value = getattr(s, key.name)
         if key.name == "catalog" and value is not None:
             value = redact_conninfo(value)
-            if source == "--catalog" and env.get("PGHARBOR_CATALOG") == s.catalog:
-                source = "environment variable PGHARBOR_CATALOG"  # (Click passes it on)
-        out.append(SettingValue(key.name, "***" if key.secret else value, source))
+        out.append(
+            SettingValue(key.name, "***" if key.secret else value, _source(s, env, key.name))
+        )
     return out
 
 
+def _source(s: Settings, env: Mapping[str, str], name: str) -> str:
+    source = s.sources.get(name, "default")
+    if name == "catalog" and source == "--catalog" and env.get("PGHARBOR_CATALOG") == s.catalog:
+        return "environment variable PGHARBOR_CATALOG"  # (Click passes it as --catalog)
+    return source
+
+
 def _catalog(
-    svc: Services, notes: list[str]
+    svc: Services, env: Mapping[str, str], notes: list[str]
 ) -> tuple[str | None, bool, dict[str, str] | None, set[str] | None]:
     """(the catalog as shown, reachable, its targets' URLs by name, its clusters)."""
     from pgharbor.catalog.urls import parse_catalog_url, redact_conninfo
@@ -111,8 +118,7 @@ def _catalog(
     try:
         parse_catalog_url(s.catalog)
     except ConfigError as exc:
-        where = s.sources.get("catalog", "settings")
-        raise ConfigError(f"{where}: catalog: {exc.message}") from None
+        raise ConfigError(f"{_source(s, env, 'catalog')}: catalog: {exc.message}") from None
     try:
         targets = {t.name: t.url for t in svc.catalog.targets()}
         clusters = {c.name for c in svc.catalog.clusters()}

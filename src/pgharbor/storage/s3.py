@@ -91,7 +91,7 @@ class S3Storage:
         self.prefix = prefix
 
         query = parse_qsl(parts.query, keep_blank_values=True)
-        settings = url_options("s3", query, options, self._where)
+        settings = url_options("s3", query, options, f"target URL {self._where}")
         self.endpoint_url: str | None = settings.get("endpoint_url")
         if self.endpoint_url and "@" in urlsplit(self.endpoint_url).netloc:
             raise UsageError(f"{self._where}: credentials do not belong in endpoint_url")
