@@ -30,6 +30,8 @@ import stat
 
 from pgharbor.errors import ConfigError, EncryptionError, IntegrityError
 from pgharbor.plain import FrozenRecord, tidy_path
+from pgharbor.settings_check import check, refuse_unknown
+from pgharbor.settings_spec import ENCRYPTION
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,13 +43,6 @@ ALGORITHM = "aes-256-gcm"
 KEY_BYTES = 32
 NONCE_BYTES = 12
 KEY_ID_BYTES = 8
-SETTINGS = (
-    "encryption_key_file",
-    "encryption_key_env",
-    "encryption_old_key_files",
-    "encryption_old_key_envs",
-    "encryption_required",
-)
 _MAX_KEY_FILE = 4096
 _FORMAT_HINT = "pgharbor key generate FILE writes a new one"
 
@@ -232,27 +227,13 @@ def read_key_env(var: str, setting: str) -> Key:
     return derive(parse_key(value.encode(), f"environment variable {var}"), f"${var}")
 
 
-def _names(value: Any, setting: str) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return value
-    raise ConfigError(f"{setting} must be a string or a list of strings")
-
-
 def _required(table: Mapping[str, Any], section: str) -> bool | None:
     value = table.get("encryption_required")
-    if value is None or isinstance(value, bool):
-        return value
-    raise ConfigError(f"{section} encryption_required must be true or false, got {value!r}")
+    return None if value is None else bool(check(ENCRYPTION["encryption_required"], value, section))
 
 
 def _table_ring(table: Mapping[str, Any], section: str) -> Keyring | None:
-    unknown = sorted(k for k in table if k.startswith("encryption") and k not in SETTINGS)
-    if unknown:
-        raise ConfigError(
-            f"{section}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(SETTINGS)})"
-        )
+    refuse_unknown([k for k in table if k.startswith("encryption")], ENCRYPTION, section)
     if "encryption_key_file" in table and "encryption_key_env" in table:
         raise ConfigError(f"{section}: set encryption_key_file or encryption_key_env, not both")
     current: Key | None = None
@@ -265,11 +246,10 @@ def _table_ring(table: Mapping[str, Any], section: str) -> Keyring | None:
     ):
         if name not in table:
             continue
-        setting = f"{section} {name}"
-        values = _names(table[name], setting)
-        if not name.startswith("encryption_old") and len(values) != 1:
-            raise ConfigError(f"{setting} must be one string")
-        keys = [loader(v, setting) for v in values]
+        value = check(ENCRYPTION[name], table[name], section)
+        keys = [
+            loader(v, f"{section} {name}") for v in ([value] if isinstance(value, str) else value)
+        ]
         if name.startswith("encryption_old"):
             old += keys
         else:
@@ -282,6 +262,14 @@ def _table_ring(table: Mapping[str, Any], section: str) -> Keyring | None:
     if current is not None:
         ring[current.id] = current
     return Keyring(current, ring, f"{section} encryption_key_file or encryption_key_env")
+
+
+def check_section(table: Mapping[str, Any], section: str) -> Keyring | None:
+    """The keys a ``[clusters.NAME]`` or ``[targets.NAME]`` table configures, each read
+    and checked (pgharbor config check), or None when it configures none."""
+    required = _required(table, section)
+    ring = _table_ring(table, section)
+    return ring if ring is None or required is None else ring.with_required(required)
 
 
 def keyring(

@@ -111,7 +111,7 @@ def test_settings_validation_and_target_key_wins(tmp_path: Path) -> None:
         )
     with pytest.raises(ConfigError, match=r"unknown setting.*encryption_keyfile"):
         access.keyring(settings(c1={"encryption_keyfile": str(kc)}), "c1")
-    with pytest.raises(ConfigError, match="must be one string"):
+    with pytest.raises(ConfigError, match="encryption_key_file must be a string"):
         access.keyring(settings(c1={"encryption_key_file": [str(kc), str(kt)]}), "c1")
     s = settings(
         c1={"encryption_key_file": str(kc), "encryption_old_key_files": [str(old)]}

@@ -35,7 +35,7 @@ def cli(ctx: click.Context, catalog: str | None, config: str | None, verbose: bo
 
 
 def _register() -> None:
-    from pgharbor.cli import backup, fleet, key, restore, restore_point, status, wal
+    from pgharbor.cli import backup, config, fleet, key, restore, restore_point, status, wal
 
     fleet.register(cli)
     status.register(cli)
@@ -44,6 +44,7 @@ def _register() -> None:
     restore.register(cli)
     restore_point.register(cli)
     key.register(cli)
+    config.register(cli)
 
 
 def run(argv: list[str]) -> int:

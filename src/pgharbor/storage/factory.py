@@ -3,7 +3,8 @@ pay for boto3 or paramiko."""
 
 from __future__ import annotations
 
-from pgharbor.errors import ConfigError, UsageError
+from pgharbor.errors import UsageError
+from pgharbor.settings_check import backend_options
 from pgharbor.storage.base import plain_file_url
 
 TYPE_CHECKING = False
@@ -107,6 +108,10 @@ def validate_url(url: str) -> str:
 
 
 def open_storage(url: str, options: Mapping[str, Any] | None = None) -> Storage:
+    """The backend for ``url``, built without connecting. ``options`` (a target's
+    ``Settings.target_options``) are checked against the backend's declared options
+    first: an unknown, mistyped or out-of-range one is one ConfigError naming the
+    target, the key and where it came from."""
     validate_url(url)
     if plain_file_url(url) is not None:
         scheme = "file"
@@ -114,11 +119,15 @@ def open_storage(url: str, options: Mapping[str, Any] | None = None) -> Storage:
         from urllib.parse import urlsplit
 
         scheme = urlsplit(url).scheme
-    opts = dict(options or {})
-    try:
-        return _open(scheme, url, opts)
-    except TypeError as exc:  # an unknown option for this backend in the config file
-        raise ConfigError(f"bad settings for target {url}: {exc}") from None
+    opts = backend_options(scheme, options)
+    defaulted = getattr(options, "defaults", ())
+    if defaulted and scheme in ("ssh", "s3"):  # a default gives way to the URL's query
+        from urllib.parse import parse_qsl, urlsplit
+
+        for name, _ in parse_qsl(urlsplit(url).query):  # (blank values left out)
+            if name in defaulted:
+                opts.pop(name, None)
+    return _open(scheme, url, opts)
 
 
 def _open(scheme: str, url: str, opts: dict[str, Any]) -> Storage:

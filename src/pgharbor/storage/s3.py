@@ -38,6 +38,7 @@ from pgharbor.errors import (
     StorageUnavailable,
     UsageError,
 )
+from pgharbor.settings_check import url_options
 from pgharbor.storage.base import ABANDONED_AFTER, ObjectInfo, check_key
 
 if TYPE_CHECKING:
@@ -45,12 +46,6 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 MiB = 1024 * 1024
-QUERY_OPTIONS = frozenset(
-    "endpoint_url region addressing_style profile timeout multipart_threshold "  # noqa: SIM905
-    "multipart_chunksize".split()
-)
-SECRET_OPTIONS = frozenset({"access_key_id", "secret_access_key", "session_token"})
-MIN_PART = 5 * MiB  # S3's minimum size of every part but the last
 MAX_PARTS = 10_000
 UPLOAD_THREADS = 4
 
@@ -62,14 +57,6 @@ _DENIED_CODES = frozenset({"AccessDenied", "AllAccessDisabled", "Forbidden", "40
 _BUSY_CODES = frozenset(
     {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "503", "500"}
 )
-
-
-def _size(name: str, value: object) -> int:
-    """8388608, "8388608", "8M", "8MiB", "512k" -> bytes."""
-    m = re.fullmatch(r"\s*(\d+)\s*(?:([kmg])(?:i?b)?)?\s*", str(value), re.IGNORECASE)
-    if isinstance(value, bool) or not m:
-        raise UsageError(f"s3 option {name}={value!r}: expected a size such as 8MiB")
-    return int(m[1]) << (10 * " kmg".index((m[2] or " ").lower()))
 
 
 def _redact(url: str) -> str:
@@ -103,39 +90,17 @@ class S3Storage:
             prefix += "/"
         self.prefix = prefix
 
-        settings: dict[str, Any] = {}
-        for name, value in parse_qsl(parts.query, keep_blank_values=True):
-            if name in SECRET_OPTIONS:
-                raise UsageError(f"{self._where}: credentials do not belong in the URL")
-            if name not in QUERY_OPTIONS:
-                raise UsageError(f"{self._where}: unknown s3 URL setting {name!r}")
-            settings[name] = value
-        for name, value in options.items():
-            if name not in QUERY_OPTIONS | SECRET_OPTIONS:
-                raise UsageError(f"{self._where}: unknown s3 option {name!r}")
-            if value is not None:
-                settings[name] = value
-
-        self.endpoint_url: str | None = settings.get("endpoint_url") or None
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        settings = url_options("s3", query, options, f"target URL {self._where}")
+        self.endpoint_url: str | None = settings.get("endpoint_url")
         if self.endpoint_url and "@" in urlsplit(self.endpoint_url).netloc:
             raise UsageError(f"{self._where}: credentials do not belong in endpoint_url")
-        self.region: str | None = settings.get("region") or None
-        self.profile: str | None = settings.get("profile") or None
-        self.addressing_style = str(settings.get("addressing_style", "auto"))
-        if self.addressing_style not in ("path", "virtual", "auto"):
-            raise UsageError(f"{self._where}: addressing_style must be path, virtual or auto")
-        try:
-            self.timeout = float(settings.get("timeout", 10.0))
-        except (TypeError, ValueError):
-            self.timeout = -1.0
-        if not self.timeout > 0:
-            raise UsageError(f"{self._where}: timeout must be a positive number of seconds")
-        self.multipart_threshold = _size(
-            "multipart_threshold", settings.get("multipart_threshold", 8 * MiB)
-        )
-        self.multipart_chunksize = max(
-            MIN_PART, _size("multipart_chunksize", settings.get("multipart_chunksize", 8 * MiB))
-        )
+        self.region: str | None = settings.get("region")
+        self.profile: str | None = settings.get("profile")
+        self.addressing_style: str = settings["addressing_style"]
+        self.timeout: float = settings["timeout"]
+        self.multipart_threshold: int = settings["multipart_threshold"]
+        self.multipart_chunksize: int = settings["multipart_chunksize"]
         self._secrets = (
             settings.get("access_key_id"),
             settings.get("secret_access_key"),

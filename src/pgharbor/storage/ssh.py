@@ -42,6 +42,7 @@ from pgharbor.errors import (
     StorageUnavailable,
     UsageError,
 )
+from pgharbor.settings_check import url_options
 from pgharbor.storage.base import (
     ABANDONED_AFTER,
     TMP_MARK,
@@ -52,7 +53,6 @@ from pgharbor.storage.base import (
 )
 
 T = TypeVar("T")
-OPTIONS = ("key_file", "known_hosts", "timeout")
 _CHUNK = 32768  # bytes per SFTP read/write request
 _WINDOW = 64  # requests in flight
 _MAX_SESSIONS = 8  # sshd allows 10 sessions per connection by default (MaxSessions)
@@ -93,26 +93,15 @@ def parse_ssh_url(url: str, options: Mapping[str, object] | None = None) -> SSHT
     root = "/" + unquote(parts.path).strip("/")
     if root == "/":
         raise UsageError(f"bad ssh URL {url!r}: no root folder, use ssh://USER@HOST:PORT/ROOT")
-    opts: dict[str, object] = dict(parse_qsl(parts.query, keep_blank_values=True))
-    opts.update(options or {})
-    opts = {k: v for k, v in opts.items() if v is not None and v != ""}  # unset: default
-    unknown = sorted(set(opts) - set(OPTIONS))
-    if unknown:
-        raise UsageError(f"{url}: unknown ssh option(s) {', '.join(unknown)}")
-    try:
-        timeout = float(cast(Any, opts.get("timeout", 10)))
-    except (TypeError, ValueError):
-        timeout = 0.0
-    if not 0 < timeout < 86400:
-        raise UsageError(f"{url}: timeout must be a positive number of seconds")
+    base = url.partition("?")[0]
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    opts = url_options("ssh", query, options or {}, f"target URL {base}")
     try:
         user = unquote(parts.username) if parts.username else getpass.getuser()
     except (OSError, KeyError):
         raise UsageError(f"{url}: no user in the URL and no current user name") from None
-    key_file = opts.get("key_file")
-    key_file = os.path.expanduser(str(key_file)) if key_file else None
-    known_hosts = os.path.expanduser(str(opts.get("known_hosts") or "~/.ssh/known_hosts"))
-    return SSHTarget(user, parts.hostname, port, root, key_file, known_hosts, timeout)
+    key_file, known_hosts = opts.get("key_file"), opts["known_hosts"]
+    return SSHTarget(user, parts.hostname, port, root, key_file, known_hosts, opts["timeout"])
 
 
 class _UnknownHostKey(paramiko.SSHException):
