@@ -274,7 +274,3 @@ def check_reachable(target: RecoveryTarget, end: ArchiveEnd | None, point: int |
             f"{what} is after the end of the archive ({where}, at {format_lsn(end.lsn)})",
             hint=hint,
         )
-
-
-def describe_point(b: BackupPoint) -> str:
-    return f"backup {b.id} (timeline {b.timeline}, ends at {format_lsn(parse_lsn(b.stop_lsn))})"
