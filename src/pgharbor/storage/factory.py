@@ -142,7 +142,7 @@ def _open(scheme: str, url: str, opts: dict[str, Any]) -> Storage:
     if scheme == "ssh":
         from pgharbor.storage.ssh import SSHStorage
 
-        return SSHStorage(url, **opts)  # type: ignore[no-any-return]
+        return SSHStorage(url, **opts)
     from pgharbor.storage.s3 import S3Storage
 
     return S3Storage(url, **opts)
