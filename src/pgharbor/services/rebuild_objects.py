@@ -51,9 +51,14 @@ class Found:
         if len(self.problems) < MAX_LISTED:
             self.problems.append(what)
 
-    def missing_key(self) -> None:
-        self.skipped += 1
-        self.no_key += 1
+    def unreadable(self, where: str, exc: PgharborError, keys: Keyring | None) -> None:
+        """An object that could not be read: counted once per cluster and target when
+        it is encrypted and the cluster has no key, else listed."""
+        if isinstance(exc, EncryptionError) and (keys is None or not keys.keys):
+            self.skipped += 1
+            self.no_key += 1
+        else:
+            self.skip(f"{where}: {exc.message}")
 
     def summary(self, cluster: str) -> list[str]:
         out = list(self.problems)
@@ -111,14 +116,8 @@ def read_wal(
         try:
             wal = parse_name(name or "")
             meta = _wal_meta(storage, obj.key, c, keys)
-        except EncryptionError as exc:
-            if keys is None or not keys.keys:
-                out.missing_key()
-            else:
-                out.skip(f"{where}: {exc.message}")
-            continue
         except PgharborError as exc:
-            out.skip(f"{where}: {exc.message}")
+            out.unreadable(where, exc, keys)
             continue
         why = _wal_problem(meta, wal.name, c)
         if why is not None:
@@ -165,14 +164,11 @@ def read_backups(storage: Storage, c: Cluster, keys: Keyring | None, out: Found)
             continue
         try:
             m = _manifest(storage, c, backup_id, keys)
-        except EncryptionError as exc:
-            if keys is None or not keys.keys:
-                out.missing_key()
-            else:
-                out.skip(f"{where}: {exc.message}")
+        except PgharborError as exc:
+            out.unreadable(where, exc, keys)
             continue
-        except (PgharborError, ValueError, TypeError, KeyError) as exc:
-            out.skip(f"{where}: manifest unreadable: {exc}"[:300])
+        except (ValueError, TypeError, KeyError) as exc:  # a manifest of another shape
+            out.skip(f"{where}: manifest unreadable: {exc!r}"[:300])
             continue
         if isinstance(m, str):
             out.skip(f"{where}: its manifest {m}; skipped")
