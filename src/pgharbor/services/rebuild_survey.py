@@ -61,7 +61,7 @@ def _marker(storage: Storage, url: str) -> tuple[str, str]:
         isinstance(doc.get(k), str) and doc.get(k) for k in ("id", "name")
     ):
         raise Conflict(f"{shown_url(url)}: {TARGET_MARKER} is not a pgharbor target marker")
-    return str(doc["id"]), str(doc["name"])
+    return str(doc["id"]), check_name("target", str(doc["name"]))
 
 
 def open_target(settings: Settings, url: str, priority: int) -> FoundTarget:
