@@ -132,6 +132,13 @@ class PostgresError(PgharborError):
     code = 17
 
 
+class Incomplete(PgharborError):
+    """An operation finished what it could but skipped some of it (its result lists
+    what): a script must notice (catalog rebuild)."""
+
+    code = 20
+
+
 class WalNotArchived(PgharborError):
     """wal fetch: no target has the file. Exit 1 is what PostgreSQL reads as "not in the
     archive" (the normal end of recovery, or a timeline probe)."""

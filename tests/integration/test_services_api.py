@@ -26,8 +26,8 @@ CALLER = textwrap.dedent(
     from pgharbor.restore.restore import Options
     from pgharbor.render.output import to_jsonable
     from pgharbor.services import (
-        Services, backups, catalog, clusters, health, placements, restores, status,
-        targets, wal,
+        Services, backups, catalog, clusters, health, placements, rebuild, restores,
+        status, targets, wal,
     )
     from pgharbor.settings import load_settings
 
@@ -58,6 +58,10 @@ CALLER = textwrap.dedent(
             Options(),
         )
         out["restore"] = r
+        lost = Services(load_settings(catalog=f"sqlite:///{work}/rebuilt.db"))
+        out["rebuilt"] = rebuild.rebuild(
+            lost, [f"file://{work}/targets/{t}" for t in ("t1", "t2")]
+        )
     print(json.dumps(to_jsonable(out), default=str))
     """
 )
@@ -103,3 +107,6 @@ def test_an_in_process_caller_reaches_every_operation(workdir: Path, pg_factory:
     assert [c["ok"] for c in seen["checks"]] == [True, True]  # type: ignore[union-attr]
     assert seen["restore"]["archive_mode"] == "off"  # type: ignore[index]
     assert (workdir / "restored" / "data" / "PG_VERSION").exists()
+    rebuilt = seen["rebuilt"]
+    assert isinstance(rebuilt, dict) and rebuilt["ok"] is True, rebuilt
+    assert (rebuilt["backups"], rebuilt["wal_copies"]) == (1, 2 * seen["files"])  # type: ignore[operator]

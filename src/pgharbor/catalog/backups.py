@@ -204,6 +204,19 @@ class BackupRepo:
         with self.cat.engine.connect() as conn:
             return [(a, b, c) for a, b, c in conn.execute(q)]
 
+    def add_finished(self, row: dict[str, Any], copies: dict[str, int]) -> None:
+        """Record a finished (``ok``) backup read back from its manifests (catalog
+        rebuild), with its copy on each target id (its stored bytes there)."""
+        t = now()
+        with self.cat.engine.begin() as conn:
+            conn.execute(backups.insert().values(**row, status="ok", created_at=t, modified_at=t))
+            for tid, stored in copies.items():
+                conn.execute(
+                    backup_copies.insert().values(
+                        backup_id=row["id"], target_id=tid, status="ok", stored_bytes=stored
+                    )
+                )
+
     def delete(self, backup_id: str) -> None:
         with self.cat.engine.begin() as conn:
             conn.execute(backup_copies.delete().where(backup_copies.c.backup_id == backup_id))

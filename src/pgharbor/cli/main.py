@@ -35,7 +35,17 @@ def cli(ctx: click.Context, catalog: str | None, config: str | None, verbose: bo
 
 
 def _register() -> None:
-    from pgharbor.cli import backup, config, fleet, key, restore, restore_point, status, wal
+    from pgharbor.cli import (
+        backup,
+        catalog,
+        config,
+        fleet,
+        key,
+        restore,
+        restore_point,
+        status,
+        wal,
+    )
 
     fleet.register(cli)
     status.register(cli)
@@ -45,6 +55,7 @@ def _register() -> None:
     restore_point.register(cli)
     key.register(cli)
     config.register(cli)
+    catalog.register(cli)
 
 
 def run(argv: list[str]) -> int:

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from pgharbor.errors import Conflict, PostgresError
+from pgharbor.errors import Conflict, PostgresError, UsageError
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,11 @@ def _first_line(exc: BaseException) -> str:
 
 
 def connect(dsn: str, *, timeout: int = 10, autocommit: bool = True) -> psycopg.Connection[Any]:
+    if not dsn.strip():  # libpq would try its defaults: whatever server listens locally
+        raise UsageError(
+            "no DSN is recorded for this cluster (a rebuilt catalog keeps none)",
+            hint="pgharbor cluster set NAME --dsn DSN",
+        )
     try:
         return psycopg.connect(dsn, connect_timeout=timeout, autocommit=autocommit)
     except psycopg.Error as exc:

@@ -11,6 +11,7 @@ from pgharbor.errors import Conflict, UsageError
 from pgharbor.model import Cluster, Placement
 from pgharbor.pg import identity
 from pgharbor.pg.conninfo import refuse_password
+from pgharbor.services import descriptors
 from pgharbor.services import placements as placement_service
 from pgharbor.services.context import Services
 from pgharbor.services.rules import check_name, check_required_copies
@@ -140,6 +141,7 @@ def set_options(
             "nothing to change: give --required-copies, --active/--inactive or --async/--sync"
         )
     c = catalog.update_cluster(name, **values)
+    descriptors.refresh(svc, c)  # a rebuilt catalog reads them back
     command = None
     if archive_async is not None:
         command = conf_line("archive_command", archive_command(svc.settings, c))
@@ -176,6 +178,7 @@ def set_dsn(svc: Services, name: str, dsn: str) -> Cluster:
         version=ident.version,
         version_num=ident.version_num,
     )
+    descriptors.refresh(svc, changed)
     return shown(changed)
 
 

@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
 from pgharbor.errors import Conflict, NotFound, UsageError
-from pgharbor.model import Cluster, Placement
+from pgharbor.model import Placement
 from pgharbor.services.context import Services
+from pgharbor.services.descriptors import descriptor
 from pgharbor.services.rules import check_priority
-from pgharbor.storage.claim import CLUSTER_FORMAT, read_json
+from pgharbor.storage.claim import read_json
 from pgharbor.storage.factory import open_storage, shown_url
 from pgharbor.storage.layout import TARGET_MARKER, descriptor_key
-
-
-def descriptor(cluster: Cluster, target_id: str) -> bytes:
-    """The cluster's claim of its folder on one target (see storage.claim)."""
-    return json.dumps(
-        {
-            "format": CLUSTER_FORMAT,
-            "cluster_id": cluster.id,
-            "name": cluster.name,
-            "system_identifier": cluster.system_identifier,
-            "wal_segment_size": cluster.wal_segment_size,
-            "version": cluster.version,
-            "target_id": target_id,
-        },
-        indent=1,
-        sort_keys=True,
-    ).encode()
 
 
 def shown(p: Placement) -> Placement:
@@ -68,6 +50,8 @@ def add(svc: Services, cluster_name: str, target_name: str, priority: int) -> Pl
             )
         if not current:
             storage.put(key, descriptor(cluster, target.id), overwrite=False)
+        else:  # the folder is this cluster's (taken back): its attributes brought up to date
+            storage.put(key, descriptor(cluster, target.id))
     finally:
         storage.close()
     return shown(catalog.add_placement(cluster_name, target_name, priority))

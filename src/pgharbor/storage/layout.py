@@ -77,3 +77,25 @@ def quarantine_key(pack: str) -> str:
 
 def ref_key(cluster: str, backup_id: str, running: bool = False) -> str:
     return f"{REFS}{cluster}/{backup_id}" + (".running" if running else "")
+
+
+# Reading keys back (catalog rebuild): what a listed key is, or None.
+def descriptor_cluster(key: str) -> str | None:
+    """The cluster whose descriptor ``key`` is (``<cluster>/cluster.json``)."""
+    cluster, slash, rest = key.partition("/")
+    return cluster if slash and rest == "cluster.json" and cluster != "chunks" else None
+
+
+def wal_name_of(cluster: str, key: str) -> str | None:
+    """The file name of a WAL key of ``cluster`` (segment, .partial, .backup, .history)."""
+    rest = key.removeprefix(wal_prefix(cluster))
+    if rest == key or rest.count("/") != 1:
+        return None
+    return rest.partition("/")[2]
+
+
+def manifest_backup(cluster: str, key: str) -> str | None:
+    """The backup id of a manifest key of ``cluster``."""
+    rest = key.removeprefix(f"{cluster}/backups/")
+    backup_id, slash, tail = rest.partition("/")
+    return backup_id if rest != key and slash and tail == "manifest" else None
