@@ -3,8 +3,9 @@
 The exclusive ``gc`` lease is taken on every target of the backup before anything
 changes (Busy otherwise: the catalog and the targets stay as they were), and held to the
 end; each destructive step of the collection confirms it first (see backup.gc). A
-backup still being written is refused; one whose writer is gone was marked failed when
-it was read (catalog.backups) and goes like any other.
+backup still being written is refused, and so is a held one (backup hold); one whose
+writer is gone was marked failed when it was read (catalog.backups) and goes like any
+other.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from pgharbor.backup.chunks import ChunkStore
 from pgharbor.backup.gc import GcStats, KeysFor, collect, live_chunks, sweep_leftovers
 from pgharbor.backup.lease import Lease, LeaseGroup, refuse_root
 from pgharbor.catalog.backups import Backup, BackupRepo
-from pgharbor.catalog.repo import Catalog
-from pgharbor.errors import Busy
+from pgharbor.catalog.repo import Catalog, now
+from pgharbor.catalog.retention import RetentionRepo
+from pgharbor.errors import Busy, Conflict
 from pgharbor.settings import Settings
 from pgharbor.storage.base import Storage
 from pgharbor.storage.factory import open_storage
@@ -52,6 +54,15 @@ def _refuse_running(b: Backup) -> None:
         )
 
 
+def _refuse_held(catalog: Catalog, b: Backup) -> None:
+    hold = RetentionRepo(catalog).held(b.id, now())
+    if hold is not None:
+        raise Conflict(
+            f"backup {b.id} of {b.cluster} is held ({hold.reason}): it cannot be deleted",
+            hint=f"pgharbor backup release {b.cluster} {b.id}",
+        )
+
+
 def _stores(
     catalog: Catalog, settings: Settings, repo: BackupRepo, backup_id: str
 ) -> list[tuple[str, Storage]]:
@@ -73,6 +84,7 @@ def delete_backup(
     cluster = catalog.cluster(cluster_name)
     backup = repo.get(cluster_name, backup_id)  # a dead writer's backup is failed by now
     _refuse_running(backup)
+    _refuse_held(catalog, backup)
     stores = _stores(catalog, settings, repo, backup.id)
     owner = f"backup delete {cluster.name}/{backup.id}"
     leases = [Lease(s, "gc", owner) for _, s in stores]

@@ -27,13 +27,17 @@ for them, so deleting one could let a later promotion reuse an id).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from pgharbor.domain.history import TimelineHistory
 from pgharbor.domain.wal import WalKind, parse_name
+from pgharbor.errors import UsageError
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"(\d+)([smhdw])")
 USABLE = "ok"
 RESUMED = frozenset({"expiring", "deleting"})
 
@@ -108,6 +112,26 @@ class Plan:
     @property
     def delete(self) -> list[Verdict]:
         return [v for v in self.backups if not v.keep]
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30d``, ``12h``, ``1w2d``, ``90m``, ``3600s`` (a sum of amounts with a unit)."""
+    t = text.strip().lower()
+    parts = _DURATION.findall(t)
+    if not parts or "".join(n + u for n, u in parts) != t:
+        raise UsageError(
+            f"bad duration {text!r}: use amounts with a unit s, m, h, d or w (e.g. 7d, 36h, 1w2d)"
+        )
+    return timedelta(seconds=sum(int(n) * _UNITS[u] for n, u in parts))
+
+
+def format_duration(d: timedelta) -> str:
+    left, out = int(d.total_seconds()), []
+    for unit, size in sorted(_UNITS.items(), key=lambda kv: -kv[1]):
+        if left >= size:
+            out.append(f"{left // size}{unit}")
+            left %= size
+    return "".join(out) or "0s"
 
 
 def _order(b: BackupState) -> tuple[datetime, str]:
