@@ -213,7 +213,14 @@ class Catalog:
             ids = sa.select(backups.c.id).where(backups.c.cluster_id == c.id)
             conn.execute(backup_copies.delete().where(backup_copies.c.backup_id.in_(ids)))
             conn.execute(backup_holds.delete().where(backup_holds.c.backup_id.in_(ids)))
-            tables = (backups, restore_points, wal_scans, wal_copies, placements, retention_policies)
+            tables = (
+                backups,
+                restore_points,
+                wal_scans,
+                wal_copies,
+                placements,
+                retention_policies,
+            )
             for table in tables:
                 conn.execute(table.delete().where(table.c.cluster_id == c.id))
             conn.execute(clusters.delete().where(clusters.c.id == c.id))

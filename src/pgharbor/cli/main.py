@@ -35,12 +35,23 @@ def cli(ctx: click.Context, catalog: str | None, config: str | None, verbose: bo
 
 
 def _register() -> None:
-    from pgharbor.cli import backup, config, fleet, key, restore, restore_point, status, wal
+    from pgharbor.cli import (
+        backup,
+        config,
+        fleet,
+        key,
+        restore,
+        restore_point,
+        retention,
+        status,
+        wal,
+    )
 
     fleet.register(cli)
     status.register(cli)
     wal.register(cli)
     backup.register(cli)
+    retention.register(cli)
     restore.register(cli)
     restore_point.register(cli)
     key.register(cli)
