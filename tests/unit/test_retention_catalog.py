@@ -3,6 +3,7 @@ the expiring mark, and an expire dry run read from real catalog rows."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from datetime import timedelta
@@ -16,6 +17,7 @@ from pgharbor.catalog.repo import Catalog, now
 from pgharbor.catalog.retention import RetentionRepo
 from pgharbor.catalog.schema import backup_holds, backups
 from pgharbor.errors import Conflict, GuardRefused, NotFound, UsageError
+from pgharbor.render.output import to_jsonable
 from pgharbor.services import Services, retention
 from pgharbor.settings import load_settings
 from tests.fixtures.catalogs import add_test_cluster, init_catalog
@@ -108,6 +110,12 @@ def test_expire_dry_run_from_the_catalog(tmp_path: Path) -> None:
         "b4": "keep (min-backups, keep-last)",
     }
     assert run.ok and not run.guards
+    retention.set_policy(svc, None, recovery_window="90m")  # the default's window applies
     fleet = retention.expire(svc, None, dry_run=True)
     assert [r.cluster for r in fleet.runs] == ["c1"]
+    shown = json.loads(json.dumps(to_jsonable(fleet)))
+    assert shown["runs"][0]["policy"]["recovery_window"] == 5400
+    assert shown["ok"] is True
+    # b3 stopped 2 h ago: the anchor before the 90 min window, b4 inside it
+    assert shown["runs"][0]["backups"][3]["rules"] == ["keep-last", "window-anchor"]
     assert BackupRepo(cat).get("c1", "b0").status == "ok"  # a dry run changes nothing
