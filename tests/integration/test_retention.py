@@ -8,6 +8,7 @@ and a restore never picks a backup being expired."""
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import tempfile
 import time
@@ -173,6 +174,9 @@ def test_expire_keep_last_two_with_a_hold_and_new_timelines(world: World) -> Non
 
     out = h.run("expire", "c1").stdout
     assert "deleted 2 backup(s)" in out
+    for target in ("t1", "t2"):  # the chunks only b1 and b3 used were freed on each target
+        freed = re.search(rf"{target}: (\d+) chunks freed", out)
+        assert freed and int(freed.group(1)) > 0, out
     assert set(world.backups()) == {b2, b4, b5}
     after = world.wal()
     assert set(after) == expected
