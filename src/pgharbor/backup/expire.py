@@ -147,7 +147,7 @@ def _load(catalog: Catalog, settings: Settings, name: str, notes: list[str]) -> 
 
 
 def make_plan(
-    catalog: Catalog, settings: Settings, name: str
+    catalog: Catalog, settings: Settings, name: str, in_use: frozenset[str] = frozenset()
 ) -> tuple[_Inputs, Plan, Policy, list[str]]:
     notes: list[str] = []
     inputs = _load(catalog, settings, name, notes)
@@ -159,16 +159,24 @@ def make_plan(
         inputs.names,
         inputs.histories,
         inputs.cluster.wal_segment_size,
+        in_use,
     )
     return inputs, p, policy, notes
 
 
 def expire_cluster(
-    catalog: Catalog, settings: Settings, name: str, *, dry_run: bool, force: bool
+    catalog: Catalog,
+    settings: Settings,
+    name: str,
+    *,
+    dry_run: bool,
+    force: bool,
+    in_use: frozenset[str] = frozenset(),
 ) -> ExpireRun:
     """Plan (and unless ``dry_run`` carry out) one cluster's expiry; a refusal or an
-    unforced guard is reported in the result with nothing changed."""
-    inputs, p, policy, notes = make_plan(catalog, settings, name)
+    unforced guard is reported in the result with nothing changed. ``in_use``: ids of
+    backups a running job uses (the scheduler's), kept."""
+    inputs, p, policy, notes = make_plan(catalog, settings, name, in_use)
     run = ExpireRun(
         inputs.cluster.name,
         dry_run,

@@ -123,20 +123,26 @@ def expire(
     *,
     dry_run: bool = False,
     force: bool = False,
+    in_use: frozenset[str] = frozenset(),
 ) -> ExpireReport:
     """Expire one cluster (its errors and refusals raised), or with ``cluster`` None every
-    cluster of the fleet (each one's failure reported in its run; the others go on)."""
+    cluster of the fleet (each one's failure reported in its run; the others go on).
+    ``in_use``: ids of backups running jobs use (the scheduler passes them): kept."""
     if not dry_run:
         refuse_root("expire")
     if cluster is not None:
-        run = expire_cluster(svc.catalog, svc.settings, cluster, dry_run=dry_run, force=force)
+        run = expire_cluster(
+            svc.catalog, svc.settings, cluster, dry_run=dry_run, force=force, in_use=in_use
+        )
         if not dry_run:
             _refuse(run)
         return ExpireReport([run])
     runs = []
     for c in svc.catalog.clusters():
         try:
-            run = expire_cluster(svc.catalog, svc.settings, c.name, dry_run=dry_run, force=force)
+            run = expire_cluster(
+                svc.catalog, svc.settings, c.name, dry_run=dry_run, force=force, in_use=in_use
+            )
         except PgharborError as exc:
             run = ExpireRun(c.name, dry_run, Policy(), [], [], [], [], [], [], error=exc.message)
         runs.append(run)
