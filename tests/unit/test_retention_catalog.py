@@ -1,4 +1,4 @@
-"""Retention in the catalog (SQLite, no server): the policy with its fleet default, holds,
+"""Retention in the catalog (SQLite, and a PostgreSQL catalog): the policy with its fleet default, holds,
 the expiring mark, and an expire dry run read from real catalog rows."""
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from pgharbor.errors import Conflict, GuardRefused, NotFound, UsageError
 from pgharbor.render.output import to_jsonable
 from pgharbor.services import Services, retention
 from pgharbor.settings import load_settings
-from tests.fixtures.catalogs import add_test_cluster, init_catalog
+from tests.fixtures.catalogs import add_test_cluster, catalog_url, init_catalog  # noqa: F401
 
 
-def _env(tmp: Path) -> tuple[Catalog, Services, str]:
-    url = f"sqlite:///{tmp}/catalog.db"
+def _env(tmp: Path, url: str | None = None) -> tuple[Catalog, Services, str]:
+    url = url or f"sqlite:///{tmp}/catalog.db"
     cat = init_catalog(url)
     cid = add_test_cluster(cat)
     cat.add_target("t1", f"file://{tmp}/t1")
@@ -44,8 +44,11 @@ def _backups(cat: Catalog, cid: str, n: int) -> list[str]:
     return ids
 
 
-def test_policy_falls_back_to_the_fleet_default(tmp_path: Path) -> None:
-    _, svc, _ = _env(tmp_path)
+def test_policy_falls_back_to_the_fleet_default(
+    tmp_path: Path,
+    catalog_url: str,  # noqa: F811
+) -> None:
+    _, svc, _ = _env(tmp_path, catalog_url)
     assert not retention.show_policy(svc, "c1").ok  # nothing set: expire would refuse
     retention.set_policy(svc, None, keep_last=7, recovery_window="2w")
     v = retention.set_policy(svc, "c1", recovery_window="36h", min_backups=2)
@@ -65,8 +68,11 @@ def test_policy_falls_back_to_the_fleet_default(tmp_path: Path) -> None:
         retention.set_policy(svc, "nope", keep_last=1)
 
 
-def test_holds_and_the_expiring_mark(tmp_path: Path) -> None:
-    cat, svc, cid = _env(tmp_path)
+def test_holds_and_the_expiring_mark(
+    tmp_path: Path,
+    catalog_url: str,  # noqa: F811
+) -> None:
+    cat, svc, cid = _env(tmp_path, catalog_url)
     b0, b1, b2 = _backups(cat, cid, 3)
     BackupRepo(cat).begin("run", cid, "l", [], socket.gethostname(), os.getpid())
     h = retention.hold(svc, "c1", b0, reason="audit", until="2099-01-01 00:00+00")
