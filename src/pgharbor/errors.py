@@ -70,6 +70,13 @@ class Busy(Conflict):
     running backup): nothing was changed; try again when it is done."""
 
 
+class GuardRefused(Conflict):
+    """A safety guard stopped a deleting run before it changed anything (expire: more
+    than half of the backups, a gap in the recovery window); ``--force`` overrides."""
+
+    code = 20
+
+
 class LeaseLost(Conflict):
     """This operation's lease expired or was taken over while it ran: it stopped before
     relying on the exclusion any further."""
@@ -136,7 +143,7 @@ class Incomplete(PgharborError):
     """An operation finished what it could but skipped some of it (its result lists
     what): a script must notice (catalog rebuild)."""
 
-    code = 20
+    code = 21
 
 
 class WalNotArchived(PgharborError):

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from pgharbor.backup.lease import SKEW, TTL
 from pgharbor.catalog.repo import Catalog, _aware, now
-from pgharbor.catalog.schema import backup_copies, backups, targets
+from pgharbor.catalog.schema import backup_copies, backup_holds, backups, targets
 from pgharbor.errors import Conflict, NotFound
 from pgharbor.storage.base import process_gone
 
@@ -220,6 +220,7 @@ class BackupRepo:
     def delete(self, backup_id: str) -> None:
         with self.cat.engine.begin() as conn:
             conn.execute(backup_copies.delete().where(backup_copies.c.backup_id == backup_id))
+            conn.execute(backup_holds.delete().where(backup_holds.c.backup_id == backup_id))
             conn.execute(backups.delete().where(backups.c.id == backup_id))
 
 

@@ -197,15 +197,31 @@ class Catalog:
         return self.target(name)
 
     def forget_cluster(self, name: str) -> None:
-        """Every row of a cluster (placements, copies, backups, restore points), in one
-        transaction; what the targets hold is not touched."""
-        from pgharbor.catalog.schema import backup_copies, backups, restore_points, wal_scans
+        """Every row of a cluster (placements, copies, backups, holds, restore points, its
+        retention policy), in one transaction; what the targets hold is not touched."""
+        from pgharbor.catalog.schema import (
+            backup_copies,
+            backup_holds,
+            backups,
+            restore_points,
+            retention_policies,
+            wal_scans,
+        )
 
         c = self.cluster(name)
         with self.engine.begin() as conn:
             ids = sa.select(backups.c.id).where(backups.c.cluster_id == c.id)
             conn.execute(backup_copies.delete().where(backup_copies.c.backup_id.in_(ids)))
-            for table in (backups, restore_points, wal_scans, wal_copies, placements):
+            conn.execute(backup_holds.delete().where(backup_holds.c.backup_id.in_(ids)))
+            tables = (
+                backups,
+                restore_points,
+                wal_scans,
+                wal_copies,
+                placements,
+                retention_policies,
+            )
+            for table in tables:
                 conn.execute(table.delete().where(table.c.cluster_id == c.id))
             conn.execute(clusters.delete().where(clusters.c.id == c.id))
 

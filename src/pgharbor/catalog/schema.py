@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 
 # The newest Alembic revision in catalog/migrations/versions (checked by a unit test).
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 
 metadata = MetaData(
     naming_convention={
@@ -113,7 +113,8 @@ backups = Table(
     metadata,
     Column("id", String(40), primary_key=True),
     Column("cluster_id", String(36), ForeignKey("clusters.id"), nullable=False),
-    # running: in progress (or died: see pid/host); ok: usable; failed: never usable
+    # running: in progress (or died: see pid/host); ok: usable; failed: never usable;
+    # expiring: an expire run is deleting it (never chosen by a restore); deleting: backup delete
     Column("status", String(16), nullable=False),
     Column("label", String(128), nullable=False),
     Column("timeline", Integer),
@@ -169,4 +170,27 @@ wal_scans = Table(
     Column("timeline", Integer, primary_key=True),
     Column("scanned_to", String(64), nullable=False),  # the last segment scanned
     Column("modified_at", DateTime(timezone=True), nullable=False),
+)
+
+# retention policy: the fleet default (scope "default") and per-cluster overrides (scope
+# the cluster id); a NULL field falls back to the default row, then to no rule
+retention_policies = Table(
+    "retention_policies",
+    metadata,
+    Column("scope", String(36), primary_key=True),
+    Column("cluster_id", String(36), ForeignKey("clusters.id")),
+    Column("keep_last", Integer),
+    Column("recovery_window_s", BigInteger),
+    Column("min_backups", Integer),
+    Column("modified_at", DateTime(timezone=True), nullable=False),
+)
+
+# pinned backups: kept by every expire run (until ``until``, when set)
+backup_holds = Table(
+    "backup_holds",
+    metadata,
+    Column("backup_id", String(40), ForeignKey("backups.id"), primary_key=True),
+    Column("until", DateTime(timezone=True)),
+    Column("reason", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )

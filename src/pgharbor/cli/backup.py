@@ -1,4 +1,4 @@
-"""backup create / list / show / delete / verify."""
+"""backup create / list / show / delete / verify / hold / release."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import click
 
 from pgharbor.cli.context import AppContext, pass_app
 from pgharbor.render.output import emit_json, emit_table, fmt_bytes, fmt_time
-from pgharbor.services import backups
+from pgharbor.services import backups, retention
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -140,6 +140,39 @@ def backup_verify(app: AppContext, cluster: str, backup_id: str, as_json: bool) 
         raise IntegrityError(
             f"backup {r.backup_id} of {r.cluster} is not whole on {', '.join(bad)}"
         )
+
+
+@backup.command("hold")
+@click.argument("cluster")
+@click.argument("backup_id", metavar="ID")
+@click.option("--until", metavar="TS", help="Until this time (ISO 8601 with a time zone).")
+@click.option("--reason", required=True, help="Why it is kept (shown by expire).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def backup_hold(
+    app: AppContext, cluster: str, backup_id: str, until: str | None, reason: str, as_json: bool
+) -> None:
+    """Pin a backup: expire keeps it (and its WAL) until released or until TS."""
+    h = retention.hold(app.svc, cluster, backup_id, reason=reason, until=until)
+    if as_json:
+        emit_json(h)
+        return
+    until_text = f" until {fmt_time(h.until)}" if h.until else " until released"
+    click.echo(f"backup {h.backup_id} of {h.cluster} held{until_text}: {h.reason}")
+
+
+@backup.command("release")
+@click.argument("cluster")
+@click.argument("backup_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def backup_release(app: AppContext, cluster: str, backup_id: str, as_json: bool) -> None:
+    """Remove a backup's hold: retention decides about it again."""
+    h = retention.release(app.svc, cluster, backup_id)
+    if as_json:
+        emit_json(h)
+        return
+    click.echo(f"backup {h.backup_id} of {h.cluster} released")
 
 
 def _echo_check(p: PlacementCheck) -> None:

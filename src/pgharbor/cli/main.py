@@ -43,6 +43,7 @@ def _register() -> None:
         key,
         restore,
         restore_point,
+        retention,
         status,
         wal,
     )
@@ -51,6 +52,7 @@ def _register() -> None:
     status.register(cli)
     wal.register(cli)
     backup.register(cli)
+    retention.register(cli)
     restore.register(cli)
     restore_point.register(cli)
     key.register(cli)
