@@ -128,6 +128,13 @@ def test_setup_walkthrough(host: dict[str, str], workdir: Path, pg_factory: PgFa
     backups = json.loads(pgharbor(host, "backup", "list", "main", "--json").stdout)
     assert [b["status"] for b in backups] == ["ok"], backups
 
+    # the catalog's copy (VACUUM INTO) is a whole catalog: the same backup in it
+    (copy,) = Path(host["PGHARBOR_HOME"], "backup").glob("catalog-*.db")
+    listed = json.loads(
+        pgharbor(host, "--catalog", f"sqlite:///{copy}", "backup", "list", "main", "--json").stdout
+    )
+    assert [b["id"] for b in listed] == [b["id"] for b in backups]
+
     # the point-in-time copy: exactly the 1000 rows of the moment, promoted, not archiving
     pitr = host["PITR_PORT"]
     assert one(host, pitr, "SELECT count(*) FROM orders") == 1000
