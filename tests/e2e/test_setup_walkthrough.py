@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +23,6 @@ from tests.fixtures.postgres import (
     BINDIR,
     IS_ROOT,
     SERVER_USER,
-    PgCluster,
     PgFactory,
     allocate_port,
     run_as_server_user,
@@ -150,11 +150,14 @@ def test_setup_walkthrough(host: dict[str, str], workdir: Path, pg_factory: PgFa
         conn.execute("INSERT INTO orders SELECT g, 'later' FROM generate_series(6001, 6050) g")
         lsn = conn.execute("SELECT pg_current_wal_lsn()").fetchone()
     assert lsn is not None
-    watcher = PgCluster.__new__(PgCluster)  # only for wait_until: polling with a deadline
-    watcher.name, watcher.logfile = "standby", Path(host["COPIES"]) / "standby.log"
-    watcher.pgdata = Path(host["COPIES"]) / "standby"
     query = f"SELECT pg_last_wal_replay_lsn() >= '{lsn[0]}'::pg_lsn"
-    watcher.wait_until("the standby's replay", lambda: one(host, standby, query), 60)
+    deadline = time.monotonic() + 60
+    while one(host, standby, query) is not True:
+        log = Path(host["COPIES"], "standby.log")
+        assert time.monotonic() < deadline, (
+            f"the standby did not replay {lsn[0]}:\n{log.read_text()}"
+        )
+        time.sleep(0.2)
     assert one(host, standby, "SELECT count(*) FROM orders") == 151
 
     # status: exit 0, the cluster on its screen, the backup counted
