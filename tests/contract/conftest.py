@@ -4,9 +4,16 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.fixtures import no_servers
 from tests.fixtures.storage_kits import BackendKit, FileKit, MemoryKit
 
-BACKENDS = ["memory", "file", "ssh", "s3"]
+#: memory and file need no server; ssh (a real sshd) and s3 (moto server) are integration
+BACKENDS = [
+    "memory",
+    "file",
+    pytest.param("ssh", marks=pytest.mark.integration),
+    pytest.param("s3", marks=pytest.mark.integration),
+]
 
 
 @pytest.fixture(scope="session")
@@ -17,8 +24,10 @@ def file_kit() -> Iterator[FileKit]:
 
 
 @pytest.fixture(params=BACKENDS)
-def kit(request: pytest.FixtureRequest) -> BackendKit:
+def kit(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> BackendKit:
     name = request.param
+    if name in ("memory", "file"):  # these run with the unit tests: the same guard
+        no_servers.install(monkeypatch)
     if name == "memory":
         return MemoryKit()
     if name == "file":

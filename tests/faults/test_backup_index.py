@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.backupkit import Store, backup, change_rows, setup, verify
+from tests.fixtures.backupkit import Store, backup, change_rows, setup, verify
 from tests.fixtures.harbor import Harbor
 from tests.fixtures.postgres import BINDIR, PgFactory, run_as_server_user, server_dir
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.backupkit import Faulty, Store, backup, setup, statuses, verify
+from tests.fixtures.backupkit import Faulty, Store, backup, setup, statuses, verify
 from tests.fixtures.harbor import PGHARBOR, Harbor
 from tests.fixtures.postgres import IS_ROOT, PgCluster
 

@@ -15,7 +15,7 @@ from pgharbor.backup.chunks import ChunkStore
 from pgharbor.backup.manifest import BackupManifest
 from pgharbor.storage import open_storage
 from pgharbor.storage.layout import manifest_key
-from tests.faults.backupkit import backup, setup
+from tests.fixtures.backupkit import backup, setup
 from tests.fixtures.harbor import Harbor
 from tests.fixtures.postgres import PgCluster
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.backupkit import (
+from tests.fixtures.backupkit import (
     Faulty,
     Store,
     backup,

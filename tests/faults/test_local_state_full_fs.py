@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.builders import Env
 from tests.fixtures.catalogs import SYSID
 from tests.fixtures.walgen import segment
-from tests.unit.test_push_fetch import Env
 
 pytestmark = [
     pytest.mark.integration,

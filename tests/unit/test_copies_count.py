@@ -16,10 +16,10 @@ from pgharbor.archive.push import push
 from pgharbor.archive.verify import repair, verify
 from pgharbor.errors import ArchiveIncomplete
 from pgharbor.settings import load_settings
+from tests.fixtures.builders import Env
 from tests.fixtures.catalogs import SYSID
 from tests.fixtures.tamper import flip_byte
 from tests.fixtures.walgen import segment
-from tests.unit.test_push_fetch import Env
 
 NAMES = [f"00000001000000000000000{i}" for i in range(1, 8)]
 

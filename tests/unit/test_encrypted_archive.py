@@ -17,9 +17,9 @@ from pgharbor.archive.push import push
 from pgharbor.entry import main as entry_main
 from pgharbor.errors import Conflict, EncryptionError, StorageError, WalNotArchived
 from pgharbor.settings import Settings
+from tests.fixtures.builders import Env
 from tests.fixtures.catalogs import SYSID
 from tests.fixtures.walgen import segment
-from tests.unit.test_push_fetch import Env
 
 MARKER = b"PGHARBOR-MARKER-7f3c1e-CONFIDENTIAL"
 SEGS = [f"0000000100000000000000{i:02X}" for i in range(1, 6)]

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.builders import Env
 from tests.fixtures.catalogs import SYSID
 from tests.fixtures.walgen import history, segment
-from tests.unit.test_push_fetch import Env
 
 # stdlib modules with a real import cost (pathlib pulls fnmatch and re, dataclasses
 # pulls inspect and ast, ...) and the libraries only the full CLI needs

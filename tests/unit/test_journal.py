@@ -13,9 +13,9 @@ import pytest
 from pgharbor.archive.context import LocalState
 from pgharbor.archive.push import push
 from pgharbor.errors import CatalogError
+from tests.fixtures.builders import Env
 from tests.fixtures.catalogs import SYSID
 from tests.fixtures.walgen import segment
-from tests.unit.test_push_fetch import Env
 
 NAMES = [f"00000001000000000000000{i}" for i in range(1, 6)]
 

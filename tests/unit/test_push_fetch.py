@@ -11,7 +11,6 @@ import pytest
 
 from pgharbor.archive.fetch import fetch
 from pgharbor.archive.push import push
-from pgharbor.catalog.repo import Catalog
 from pgharbor.errors import (
     ArchiveIncomplete,
     CatalogError,
@@ -21,44 +20,11 @@ from pgharbor.errors import (
     WalNotArchived,
     WalValidationError,
 )
-from pgharbor.settings import Settings, load_settings
-from tests.fixtures.catalogs import SYSID, add_test_cluster, init_catalog
+from tests.fixtures.builders import Env
+from tests.fixtures.catalogs import SYSID
 from tests.fixtures.walgen import history, segment
 
 SEG1 = "000000010000000000000001"
-
-
-class Env:
-    def __init__(self, tmp: Path, required: int = 1) -> None:
-        self.tmp = tmp
-        self.url = f"sqlite:///{tmp}/catalog.db"
-        self.cat: Catalog = init_catalog(self.url)
-        self.roots = [tmp / "t1", tmp / "t2"]
-        for i, root in enumerate(self.roots, 1):
-            root.mkdir()
-            self.cat.add_target(f"t{i}", f"file://{root}")
-        add_test_cluster(self.cat, required=required)
-        from pgharbor.services import Services, placements
-
-        self.settings: Settings = load_settings(
-            catalog=self.url, env={"PGHARBOR_STATE_DIR": str(tmp / "state")}
-        )
-        placements.add(Services(self.settings), "c1", "t1", 1)
-        placements.add(Services(self.settings), "c1", "t2", 2)
-        (tmp / "pg_wal").mkdir()
-
-    def wal(self, name: str, data: bytes) -> str:
-        p = self.tmp / "pg_wal" / name
-        p.write_bytes(data)
-        return str(p)
-
-    def stored(self, root: Path) -> list[str]:
-        return sorted(p.name for p in (root / "c1" / "wal").rglob("*") if p.is_file())
-
-    def copies(self) -> dict[str, list[tuple[str, str]]]:
-        return {
-            f.name: sorted((c.target, c.status) for c in f.copies) for f in self.cat.wal_files("c1")
-        }
 
 
 @pytest.fixture

@@ -27,10 +27,10 @@ from pgharbor.archive.prefetch import fast_restore_command
 from pgharbor.archive.push import push
 from pgharbor.cli.main import run as click_run
 from pgharbor.entry import main
+from tests.fixtures.builders import Env
 from tests.fixtures.catalogs import SYSID
 from tests.fixtures.tamper import rewrite_header
 from tests.fixtures.walgen import segment
-from tests.unit.test_push_fetch import Env
 
 SEG1 = "000000010000000000000001"
 SEG9 = "000000010000000000000009"

@@ -8,9 +8,9 @@ from pathlib import Path
 from pgharbor.archive.fetch import fetch
 from pgharbor.archive.push import push
 from pgharbor.archive.sync import sync
+from tests.fixtures.builders import Env
 from tests.fixtures.catalogs import SYSID
 from tests.fixtures.walgen import history, segment
-from tests.unit.test_push_fetch import Env
 
 NAMES = [f"00000001000000000000000{i}" for i in range(1, 5)]
 

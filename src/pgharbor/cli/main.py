@@ -79,6 +79,8 @@ def run(argv: list[str]) -> int:
         return 1
     except BrokenPipeError:
         return 1
+    except SystemExit as exc:  # Click's answer to EPIPE (`pgharbor … | grep -q`), also
+        return exc.code if isinstance(exc.code, int) else 1  # with standalone_mode=False
     except BaseException as exc:  # one line, never a traceback (PGHARBOR_DEBUG=1 shows it)
         from pgharbor.errors import error_line, exit_code
 

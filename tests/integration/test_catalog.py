@@ -16,6 +16,8 @@ from pgharbor.catalog.urls import parse_catalog_url
 from pgharbor.errors import CatalogError, Conflict, NotFound
 from tests.fixtures.catalogs import SYSID, add_test_cluster, catalog_url, init_catalog  # noqa: F401
 
+pytestmark = pytest.mark.integration
+
 
 def test_migrations_build_exactly_the_schema(catalog_url: str) -> None:  # noqa: F811
     cat = init_catalog(catalog_url)
