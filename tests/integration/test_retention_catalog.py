@@ -22,6 +22,8 @@ from pgharbor.services import Services, retention
 from pgharbor.settings import load_settings
 from tests.fixtures.catalogs import add_test_cluster, catalog_url, init_catalog  # noqa: F401
 
+pytestmark = pytest.mark.integration
+
 
 def _env(tmp: Path, url: str | None = None) -> tuple[Catalog, Services, str]:
     url = url or f"sqlite:///{tmp}/catalog.db"
