@@ -2,7 +2,8 @@
 in order, in one shell, as the ``postgres`` OS user, with the real ``pgharbor`` on PATH and
 a real PostgreSQL 15 (initdb in a temporary folder, loopback and a Unix socket only, free
 ports) standing in for the host's cluster. Then the outcomes are checked here, not taken
-from the page's output: WAL archived on both targets, a backup ``ok``, the point-in-time
+from the page's output: the catalog rebuilt from the targets holding every file and
+backup of the lost one, WAL archived on both targets, a backup ``ok``, the point-in-time
 copy holding exactly the rows of the moment, the standby replaying, ``status`` showing
 the cluster."""
 
@@ -104,7 +105,7 @@ def test_the_page_marks_its_steps() -> None:
     assert [b.kind for b in blocks].count("env") == 1
     assert len([b for b in blocks if b.kind == "run"]) >= 8
     lost = PAGE.read_text().split("## When the catalog is lost", 1)[1].split("\n## ", 1)[0]
-    assert "<!-- e2e -->" not in lost  # the lead marks it once catalog rebuild is merged
+    assert "<!-- e2e -->" in lost and "catalog rebuild" in lost
 
 
 def test_setup_walkthrough(host: dict[str, str], workdir: Path, pg_factory: PgFactory) -> None:
@@ -117,8 +118,19 @@ def test_setup_walkthrough(host: dict[str, str], workdir: Path, pg_factory: PgFa
     assert proc.returncode == 0, f"stopped in {failed_block(out)}:\n{out[-6000:]}"
     assert "Traceback" not in out, out
 
-    # archiving works: every archived file on both targets, none missing
+    # the catalog in use from here on is the one rebuilt from the targets: it holds every
+    # file and backup the lost one held, and the checks below run against it
+    lost = f"sqlite:///{host['PGHARBOR_HOME']}/catalog.db.lost"
     files = json.loads(pgharbor(host, "wal", "list", "main", "--json").stdout)
+    before = json.loads(pgharbor(host, "--catalog", lost, "wal", "list", "main", "--json").stdout)
+    assert {f["name"] for f in before} <= {f["name"] for f in files}, (before, files)
+    lost_backups = json.loads(
+        pgharbor(host, "--catalog", lost, "backup", "list", "main", "--json").stdout
+    )
+    rebuilt = json.loads(pgharbor(host, "backup", "list", "main", "--json").stdout)
+    assert [b["id"] for b in rebuilt] == [b["id"] for b in lost_backups], rebuilt
+
+    # archiving works: every archived file on both targets, none missing
     assert len(files) >= 3, files
     assert all(f["missing"] == [] for f in files), files
     stored = {p.name for p in Path(host["ARCHIVE"], "disk2").rglob("0000000*") if p.is_file()}
