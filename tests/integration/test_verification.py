@@ -95,6 +95,7 @@ def test_verify_repairs_lag_records_what_the_catalog_lacks_and_records_lost_gaps
     first = world.verify()
     assert first["gaps"] == [] and first["repaired"] == [] and first["ok"]
     assert first["content_checked"] == len(h.wal_files())
+    assert sorted(first["backups_checked"]) == sorted(ids) and first["backups_bad"] == []
     start1 = world.backups()[b1]["wal_start"]
     assert first["expected"]["1"][0] == start1  # from the oldest backup's start segment
 

@@ -207,17 +207,22 @@ class GapRepo:
         return bool(done.rowcount)
 
     # -- content verification state --------------------------------------------
-    def cursor(self, cluster_id: str) -> tuple[str, datetime | None]:
+    def cursor(self, cluster_id: str) -> tuple[str, str, datetime | None]:
+        """(last WAL name read, last backup id verified, when the last run was)."""
         q = sa.select(verify_state).where(verify_state.c.cluster_id == cluster_id)
         with self.cat.engine.connect() as conn:
             r = conn.execute(q).mappings().first()
-        return ("", None) if r is None else (r["cursor"], _when(r["last_run_at"]))
+        if r is None:
+            return "", "", None
+        return r["cursor"], r["backup_cursor"], _when(r["last_run_at"])
 
-    def set_cursor(self, cluster_id: str, cursor: str, at: datetime) -> None:
+    def set_cursor(self, cluster_id: str, wal: str, backup: str, at: datetime) -> None:
         with self.cat.engine.begin() as conn:
             conn.execute(verify_state.delete().where(verify_state.c.cluster_id == cluster_id))
             conn.execute(
-                verify_state.insert().values(cluster_id=cluster_id, cursor=cursor, last_run_at=at)
+                verify_state.insert().values(
+                    cluster_id=cluster_id, cursor=wal, backup_cursor=backup, last_run_at=at
+                )
             )
 
 

@@ -223,6 +223,7 @@ verify_state = Table(
     "verify_state",
     metadata,
     Column("cluster_id", String(36), ForeignKey("clusters.id"), primary_key=True),
-    Column("cursor", String(64), nullable=False, server_default=""),  # last name read
+    Column("cursor", String(64), nullable=False, server_default=""),  # last WAL name read
+    Column("backup_cursor", String(40), nullable=False, server_default=""),  # last backup
     Column("last_run_at", DateTime(timezone=True)),
 )

@@ -22,6 +22,13 @@ def _echo(r: VerificationResult) -> None:
     )
     for line in r.content_bad:
         click.echo(f"    {line}")
+    if r.backups_checked:
+        click.echo(
+            f"  backups verified: {', '.join(r.backups_checked)}"
+            + (f"; {len(r.backups_bad)} bad copies" if r.backups_bad else "")
+        )
+    for line in r.backups_bad:
+        click.echo(f"    {line}")
     if r.repaired:
         click.echo(f"  repaired {len(r.repaired)} copies: {', '.join(r.repaired)}")
     if r.recorded:

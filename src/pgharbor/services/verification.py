@@ -2,8 +2,9 @@
 verify``). One run for a cluster:
 
 1. content: a slice of the archived files is read back from every placement and checked
-   (``wal verify`` by name), so that every file is read within ``verify_content_period``;
-   a copy found missing or corrupt is marked so in the catalog;
+   (``wal verify`` by name), and a slice of the usable backups (``backup verify``), so
+   that everything is read within ``verify_content_period``; a WAL copy found missing or
+   corrupt is marked so in the catalog, a backup that fails is reported;
 2. gaps: from the catalog alone (domain.gaps), the expected set per timeline and what
    it lacks; placement lag is repaired by copying from a good placement (``wal verify
    --repair``'s machinery);
@@ -28,6 +29,7 @@ from pgharbor.access import resolve
 from pgharbor.archive import verify as wal_verify
 from pgharbor.archive.fetch import read_archived
 from pgharbor.archive.sync import sync as wal_sync
+from pgharbor.backup.verify import verify_backup
 from pgharbor.catalog.backups import BackupRepo
 from pgharbor.catalog.gaps import UNUSABLE, GapRepo, GapRow, unacknowledged_gaps
 from pgharbor.domain.gaps import LOST, PENDING, GapScan, Run, Segment, expected_starts, scan
@@ -62,6 +64,8 @@ class VerificationResult:
     content_checked: int = 0  # files read back in this run's slice
     content_bad: list[str] = field(default_factory=list)  # "TARGET: NAME: problem"
     recorded: int = 0  # stored copies the catalog lacked, recorded by wal sync
+    backups_checked: list[str] = field(default_factory=list)  # backup verify this run
+    backups_bad: list[str] = field(default_factory=list)  # "ID on TARGET: status; ..."
     problems: list[str] = field(default_factory=list)  # what could not be checked
 
     @property
@@ -70,7 +74,7 @@ class VerificationResult:
 
     @property
     def ok(self) -> bool:
-        return not (self.lost or self.not_repaired or self.problems)
+        return not (self.lost or self.not_repaired or self.problems or self.backups_bad)
 
 
 @dataclass
@@ -89,32 +93,52 @@ def _active(svc: Services, name: str) -> Cluster:
 
 
 # -- 1. content ------------------------------------------------------------------
-def _slice(svc: Services, cluster: Cluster, names: list[str], at: datetime) -> list[str]:
-    """The next names to read: all of them with a period of 0, else the share of the
+def _share(items: list[str], cursor: str, elapsed: float | None, period: float) -> list[str]:
+    """The next items to read: all of them with a period of 0, else the share of the
     period since the last run (1/24 of it on a first run), after the cursor, wrapping."""
-    period = svc.settings.verify_content_period
-    repo = GapRepo(svc.catalog)
-    cursor, last = repo.cursor(cluster.id)
-    if not names:
-        return []
-    if period <= 0:
-        repo.set_cursor(cluster.id, "", at)
-        return names
-    elapsed = (at - last).total_seconds() if last else period / 24
-    count = min(len(names), max(1, math.ceil(len(names) * min(1.0, elapsed / period))))
-    after = [n for n in names if n > cursor]
-    picked = (after + [n for n in names if n <= cursor])[:count]
-    repo.set_cursor(cluster.id, picked[-1], at)
-    return picked
+    if period <= 0 or not items:
+        return items
+    spent = elapsed if elapsed is not None else period / 24
+    count = min(len(items), max(1, math.ceil(len(items) * min(1.0, spent / period))))
+    return ([n for n in items if n > cursor] + [n for n in items if n <= cursor])[:count]
 
 
 def _content(svc: Services, cluster: Cluster, r: VerificationResult, at: datetime) -> None:
-    names = sorted(f.name for f in svc.catalog.wal_files(cluster.name))
-    picked = _slice(svc, cluster, names, at)
-    if not picked:
-        return
-    checked = wal_verify.verify(svc.settings, cluster.name, only=picked)
-    r.content_checked = len(picked)
+    repo = GapRepo(svc.catalog)
+    wal_cursor, backup_cursor, last = repo.cursor(cluster.id)
+    period = svc.settings.verify_content_period
+    elapsed = (at - last).total_seconds() if last else None
+    names = _share(
+        sorted(f.name for f in svc.catalog.wal_files(cluster.name)), wal_cursor, elapsed, period
+    )
+    ids = [b.id for b in BackupRepo(svc.catalog).for_cluster(cluster.name, status="ok")]
+    picked = _share(sorted(ids), backup_cursor, elapsed, period)
+    if names:
+        _content_wal(svc, cluster, r, names)
+    for backup_id in picked:
+        try:
+            checked = verify_backup(svc.catalog, svc.settings, cluster.name, backup_id)
+        except PgharborError as exc:  # one backup that cannot be checked stops no other
+            r.problems.append(f"backup {backup_id}: {exc.message}")
+            continue
+        r.backups_checked.append(backup_id)
+        if not checked.ok:
+            r.backups_bad += [
+                f"{backup_id} on {p.target}: {p.status}" + "".join(f"; {x}" for x in p.problems)
+                for p in checked.placements
+                if p.status != "ok"
+            ]
+    repo.set_cursor(
+        cluster.id,
+        names[-1] if period > 0 and names else "",
+        picked[-1] if period > 0 and picked else "",
+        at,
+    )
+
+
+def _content_wal(svc: Services, cluster: Cluster, r: VerificationResult, names: list[str]) -> None:
+    checked = wal_verify.verify(svc.settings, cluster.name, only=names)
+    r.content_checked = len(names)
     r.problems += [f"unreachable: {u}" for u in checked.unreachable]
     ids = {p.target: p for p in cluster.placements}
     trusted = {t for t in ids if _claim_ok(svc, cluster, ids[t])}

@@ -45,6 +45,7 @@ def upgrade() -> None:
         "verify_state",
         sa.Column("cluster_id", sa.String(length=36), nullable=False),
         sa.Column("cursor", sa.String(length=64), server_default="", nullable=False),
+        sa.Column("backup_cursor", sa.String(length=40), server_default="", nullable=False),
         sa.Column("last_run_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["cluster_id"], ["clusters.id"], name=op.f("fk_verify_state_cluster_id_clusters")
