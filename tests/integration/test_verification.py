@@ -3,7 +3,8 @@ through the real CLI: a segment removed from one placement is copied back by the
 ``verify`` (same bytes as PostgreSQL's own); a segment the catalog forgot but the
 targets hold is recorded, not reported lost; a segment removed from every placement
 becomes a lost gap that ``wal gaps`` and ``status`` show, ends the recoverable window,
-makes the backup whose own WAL needs it unusable, and can be acknowledged."""
+makes the backup whose own WAL needs it unusable, and can be acknowledged; once the
+segment is back, the gap is resolved and the backup usable again."""
 
 from __future__ import annotations
 
@@ -178,3 +179,13 @@ def test_verify_repairs_lag_records_what_the_catalog_lacks_and_records_lost_gaps
     listed = h.json("wal", "gaps", "c1")
     assert listed["ok"] and listed["gaps"][0]["acked_by"]
     assert "no WAL gap 999" in h.fails("wal", "gaps", "ack", "c1", "999", "--reason", "x")
+
+    # 5. the segment comes back (pushed again from PostgreSQL's own copy): the gap is
+    #    resolved, the backup usable again, the window whole
+    h.run("wal", "push", "c1", str(world.own / gone))
+    back = world.verify()
+    assert back["gaps"] == [] and back["usable_again"] == [b2]
+    assert world.backups()[b2]["status"] == "ok"
+    assert [g["state"] for g in h.json("wal", "gaps", "c1", "--all")["gaps"]] == ["resolved"]
+    whole = h.json("status", "c1")[0]
+    assert whole["gaps"] == [] and whole["windows"] == before["windows"]

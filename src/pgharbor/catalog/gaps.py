@@ -206,6 +206,27 @@ class GapRepo:
             )
         return bool(done.rowcount)
 
+    def restore_usable(self, cluster_id: str, lost_ids: Iterable[int]) -> list[str]:
+        """Backups marked unusable for a gap that is no longer lost (its segments came
+        back: resolved) become ok again; returns their ids."""
+        keep = {f"lost WAL: gap {i} " for i in lost_ids}
+        q = sa.select(backups.c.id, backups.c.error).where(
+            backups.c.cluster_id == cluster_id, backups.c.status == UNUSABLE
+        )
+        back = []
+        with self.cat.engine.begin() as conn:
+            for bid, error in conn.execute(q).all():
+                why = error or ""
+                if not why.startswith("lost WAL: gap ") or any(why.startswith(k) for k in keep):
+                    continue
+                conn.execute(
+                    backups.update()
+                    .where(backups.c.id == bid, backups.c.status == UNUSABLE)
+                    .values(status="ok", error=None, modified_at=now())
+                )
+                back.append(bid)
+        return back
+
     # -- content verification state --------------------------------------------
     def cursor(self, cluster_id: str) -> tuple[str, str, datetime | None]:
         """(last WAL name read, last backup id verified, when the last run was)."""

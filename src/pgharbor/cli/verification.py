@@ -40,6 +40,8 @@ def _echo(r: VerificationResult) -> None:
         )
     for b in r.unusable:
         click.echo(f"  backup {b} marked unusable (its WAL has a lost segment)")
+    for b in r.usable_again:
+        click.echo(f"  backup {b} usable again (its lost WAL came back)")
     for line in r.not_repaired:
         click.echo(f"  not repaired: {line}")
     for line in r.problems:

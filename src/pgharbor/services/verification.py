@@ -14,7 +14,8 @@ verify``). One run for a cluster:
    ``wal sync`` and the catalog is read again; one that cannot be confirmed either way
    stays pending;
 4. the gaps are recorded (catalog.gaps), and an ok backup whose own WAL has a lost
-   segment is marked unusable.
+   segment is marked unusable (and ok again once that gap is resolved: the segments
+   came back).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class VerificationResult:
     repaired: list[str] = field(default_factory=list)  # "NAME -> TARGET"
     not_repaired: list[str] = field(default_factory=list)
     unusable: list[str] = field(default_factory=list)  # backups marked unusable now
+    usable_again: list[str] = field(default_factory=list)  # their lost WAL came back
     content_checked: int = 0  # files read back in this run's slice
     content_bad: list[str] = field(default_factory=list)  # "TARGET: NAME: problem"
     recorded: int = 0  # stored copies the catalog lacked, recorded by wal sync
@@ -302,6 +304,8 @@ def verify(svc: Services, cluster_name: str) -> VerificationResult:
     }
     r.gaps = GapRepo(svc.catalog).refresh(cluster.id, runs, size, at)
     r.unusable = _mark_unusable(svc, cluster, r.gaps)
+    lost_ids = [g.id for g in r.gaps if g.state == LOST]
+    r.usable_again = GapRepo(svc.catalog).restore_usable(cluster.id, lost_ids)
     return r
 
 
