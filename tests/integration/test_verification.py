@@ -189,3 +189,5 @@ def test_verify_repairs_lag_records_what_the_catalog_lacks_and_records_lost_gaps
     assert [g["state"] for g in h.json("wal", "gaps", "c1", "--all")["gaps"]] == ["resolved"]
     whole = h.json("status", "c1")[0]
     assert whole["gaps"] == [] and whole["windows"] == before["windows"]
+    fleet = h.json("verify", "--all")
+    assert [(r["cluster"], r["ok"], r["gaps"]) for r in fleet] == [("c1", True, [])]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,6 +16,7 @@ from pgharbor.domain.gaps import (
     Segment,
     backup_hit,
     expected_starts,
+    next_slice,
     scan,
 )
 from pgharbor.domain.history import TimelineHistory
@@ -139,3 +141,25 @@ def test_every_missing_segment_is_in_exactly_one_run(
     # runs are maximal: the segment after each run is held
     assert all(r.last + 1 in held for r in found.runs)
     assert {lag.name for lag in found.lag} == {segment_name(1, n, SEG) for n in held & lagging}
+
+
+def test_next_slice() -> None:
+    items = [f"n{i:02}" for i in range(10)]
+    assert next_slice(items, "", None, 0) == items  # period 0: everything, every run
+    assert next_slice(items, "", 3600, 36000) == ["n00"]
+    assert next_slice(items, "n08", 7200, 36000) == ["n09", "n00"]  # wraps around
+    assert next_slice(items, "n03", None, 240) == ["n04"]  # a first run: 1/24, at least 1
+    assert next_slice(items, "", 10**6, 60) == items
+    assert next_slice([], "x", 5, 60) == []
+
+
+@given(st.integers(1, 300), st.integers(1, 10_000), st.integers(1, 60), st.integers(0, 10**6))
+def test_every_item_is_read_within_the_period(n: int, interval: int, runs: int, j: int) -> None:
+    period = interval * runs - j % interval  # ceil(period / interval) == runs
+    items = [f"{i:05}" for i in range(n)]
+    cursor, seen = "", set()
+    for _ in range(math.ceil(period / interval)):
+        picked = next_slice(items, cursor, interval, period)
+        seen.update(picked)
+        cursor = picked[-1]
+    assert seen == set(items)

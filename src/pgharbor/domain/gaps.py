@@ -15,6 +15,7 @@ lag* (a copy to make, not a gap).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -157,3 +158,15 @@ def backup_hit(
         if t == timeline and first <= wal_stop and wal_start <= last:
             return t, first, last
     return None
+
+
+def next_slice(items: list[str], cursor: str, elapsed: float | None, period: float) -> list[str]:
+    """The next of ``items`` (sorted) to read back: all of them with a period of 0, else
+    the share of ``period`` that ``elapsed`` (seconds since the last run; None: a first
+    run, 1/24 of the period) is of it, at least one, after ``cursor``, wrapping around.
+    Runs every d seconds thus read every item within ceil(period / d) runs."""
+    if period <= 0 or not items:
+        return items
+    spent = elapsed if elapsed is not None else period / 24
+    count = min(len(items), max(1, math.ceil(len(items) * min(1.0, spent / period))))
+    return ([n for n in items if n > cursor] + [n for n in items if n <= cursor])[:count]

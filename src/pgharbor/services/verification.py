@@ -33,7 +33,16 @@ from pgharbor.archive.sync import sync as wal_sync
 from pgharbor.backup.verify import verify_backup
 from pgharbor.catalog.backups import BackupRepo
 from pgharbor.catalog.gaps import UNUSABLE, GapRepo, GapRow, unacknowledged_gaps
-from pgharbor.domain.gaps import LOST, PENDING, GapScan, Run, Segment, expected_starts, scan
+from pgharbor.domain.gaps import (
+    LOST,
+    PENDING,
+    GapScan,
+    Run,
+    Segment,
+    expected_starts,
+    next_slice,
+    scan,
+)
 from pgharbor.domain.history import TimelineHistory
 from pgharbor.domain.wal import parse_name, segment_name
 from pgharbor.errors import PgharborError, UsageError
@@ -95,26 +104,16 @@ def _active(svc: Services, name: str) -> Cluster:
 
 
 # -- 1. content ------------------------------------------------------------------
-def _share(items: list[str], cursor: str, elapsed: float | None, period: float) -> list[str]:
-    """The next items to read: all of them with a period of 0, else the share of the
-    period since the last run (1/24 of it on a first run), after the cursor, wrapping."""
-    if period <= 0 or not items:
-        return items
-    spent = elapsed if elapsed is not None else period / 24
-    count = min(len(items), max(1, math.ceil(len(items) * min(1.0, spent / period))))
-    return ([n for n in items if n > cursor] + [n for n in items if n <= cursor])[:count]
-
-
 def _content(svc: Services, cluster: Cluster, r: VerificationResult, at: datetime) -> None:
     repo = GapRepo(svc.catalog)
     wal_cursor, backup_cursor, last = repo.cursor(cluster.id)
     period = svc.settings.verify_content_period
     elapsed = (at - last).total_seconds() if last else None
-    names = _share(
+    names = next_slice(
         sorted(f.name for f in svc.catalog.wal_files(cluster.name)), wal_cursor, elapsed, period
     )
     ids = [b.id for b in BackupRepo(svc.catalog).for_cluster(cluster.name, status="ok")]
-    picked = _share(sorted(ids), backup_cursor, elapsed, period)
+    picked = next_slice(sorted(ids), backup_cursor, elapsed, period)
     if names:
         _content_wal(svc, cluster, r, names)
     for backup_id in picked:
