@@ -60,6 +60,10 @@ def test_a_shrinking_gap_keeps_its_acknowledgement(cat: Catalog) -> None:
     assert unacknowledged_gaps(cat, cid, timeline=1) == []
     assert unacknowledged_gaps(cat, cid, timeline=2, from_segment=seg(6, 2)) == []
     assert len(unacknowledged_gaps(cat, cid, timeline=2, from_segment=seg(5, 2))) == 1
+    at5 = f"0/{5 * SEG + 100:X}"
+    assert len(unacknowledged_gaps(cat, cid, timeline=2, from_lsn=at5, segment_size=SEG)) == 1
+    at6 = f"0/{6 * SEG:X}"
+    assert unacknowledged_gaps(cat, cid, timeline=2, from_lsn=at6, segment_size=SEG) == []
 
 
 def test_pending_gaps_do_not_trip_the_guard_and_ack_checks(cat: Catalog) -> None:

@@ -7,14 +7,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from pgharbor.catalog.repo import Catalog, _aware, now
 from pgharbor.catalog.schema import backups, verify_state, wal_copies, wal_gaps
 from pgharbor.domain.gaps import LOST, PENDING, RESOLVED, Run
-from pgharbor.domain.wal import parse_name
-from pgharbor.errors import Conflict, NotFound
+from pgharbor.domain.wal import lsn_segno, parse_lsn, parse_name, segment_name
+from pgharbor.errors import Conflict, NotFound, UsageError
+
+if TYPE_CHECKING:
+    from pgharbor.services.context import Services
 
 OPEN = (PENDING, LOST)
 UNUSABLE = "unusable"
@@ -248,15 +252,25 @@ class GapRepo:
 
 
 def unacknowledged_gaps(
-    catalog: Catalog,
+    catalog_or_svc: Catalog | Services,
     cluster_id: str,
     *,
     timeline: int | None = None,
     from_segment: str | None = None,
+    from_lsn: str | None = None,
+    segment_size: int | None = None,
 ) -> list[GapRow]:
-    """Lost gaps nobody acknowledged (on ``timeline``, ending at or after the segment
-    name ``from_segment`` of that timeline, when given): what retention's guard refuses
-    to run over. A pending gap is not yet counted (it may still arrive)."""
+    """Lost gaps nobody acknowledged — what retention's guard refuses to run over. With
+    ``timeline``: on that timeline only; with ``from_segment`` (a segment name) or
+    ``from_lsn`` (with the cluster's ``segment_size``): only gaps ending at or after it on
+    ``timeline``. A pending gap is not counted (it may still arrive)."""
+    catalog = catalog_or_svc if isinstance(catalog_or_svc, Catalog) else catalog_or_svc.catalog
+    if from_lsn is not None:
+        if timeline is None or segment_size is None:
+            raise UsageError("from_lsn needs the timeline and the segment size")
+        from_segment = segment_name(
+            timeline, lsn_segno(parse_lsn(from_lsn), segment_size), segment_size
+        )
     out = []
     for g in GapRepo(catalog).gaps(cluster_id, states=(LOST,)):
         if g.acked or (timeline is not None and g.timeline != timeline):
