@@ -137,10 +137,19 @@ def test_verify_repairs_lag_records_what_the_catalog_lacks_and_records_lost_gaps
     gone = world.backups()[b2]["wal_start"]
     for t in ("t1", "t2"):
         world.path(t, gone).unlink()
+    h.env["PGHARBOR_VERIFY_GRACE"] = "3600"  # the segment after it is younger: in flight?
+    try:
+        pending = world.verify()
+    finally:
+        h.env["PGHARBOR_VERIFY_GRACE"] = "0"
+    assert [(g["first_segment"], g["state"]) for g in pending["gaps"]] == [(gone, "pending")]
+    assert pending["unusable"] == [] and world.backups()[b2]["status"] == "ok"
     lost = world.verify(ok=False)
     assert [(g["first_segment"], g["last_segment"], g["state"]) for g in lost["gaps"]] == [
         (gone, gone, "lost")
     ]
+    assert lost["gaps"][0]["id"] == pending["gaps"][0]["id"]  # the same gap, now lost
+    assert lost["gaps"][0]["first_seen"] == pending["gaps"][0]["first_seen"]
     assert lost["unusable"] == [b2]
     gaps = h.json("wal", "gaps", "c1")
     assert [(g["first_segment"], g["state"], g["acked_at"]) for g in gaps["gaps"]] == [
