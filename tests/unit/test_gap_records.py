@@ -40,6 +40,8 @@ def test_refresh_keeps_first_seen_and_never_downgrades_a_loss(cat: Catalog) -> N
     assert g2.id == g.id and g2.state == LOST and g2.first_seen == T0 and g2.lost_at
     (g3,) = repo.refresh(cid, [Run(1, 5, 6, PENDING, T0)], SEG, T0 + timedelta(hours=1))
     assert g3.state == LOST  # a confirmed loss stays lost while the segments are absent
+    # a run that could not check everything keeps what it did not see open
+    assert [x.id for x in repo.refresh(cid, [], SEG, T0, resolve=False)] == [g.id]
     assert repo.refresh(cid, [], SEG, T0 + timedelta(hours=2)) == []
     (done,) = repo.gaps(cid, states=(RESOLVED,))
     assert done.id == g.id and done.resolved_at == T0 + timedelta(hours=2)

@@ -87,12 +87,19 @@ class GapRepo:
             return [_row(r) for r in conn.execute(q).mappings()]
 
     def refresh(
-        self, cluster_id: str, runs: list[Run], segment_size: int, at: datetime | None = None
+        self,
+        cluster_id: str,
+        runs: list[Run],
+        segment_size: int,
+        at: datetime | None = None,
+        *,
+        resolve: bool = True,
     ) -> list[GapRow]:
         """Make the open gaps those of ``runs``: a run equal to an open gap refreshes it
         (pending becomes lost, lost stays lost); one that differs replaces the open gaps
         it overlaps (keeping the earliest first_seen, and an acknowledgement when it lies
-        inside the acknowledged range); open gaps no run overlaps are resolved."""
+        inside the acknowledged range); open gaps no run overlaps are resolved — unless
+        ``resolve`` is false (a run that could not check everything keeps them open)."""
         t = at or now()
         old = self.gaps(cluster_id)
         with self.cat.engine.begin() as conn:
@@ -150,7 +157,7 @@ class GapRepo:
                         ack_reason=ack.ack_reason if ack else None,
                     )
                 )
-            gone = [g.id for g in old if g.id not in matched]
+            gone = [g.id for g in old if g.id not in matched and resolve]
             if gone:
                 conn.execute(
                     wal_gaps.update()

@@ -77,7 +77,7 @@ class VerificationResult:
     recorded: int = 0  # stored copies the catalog lacked, recorded by wal sync
     backups_checked: list[str] = field(default_factory=list)  # backup verify this run
     backups_bad: list[str] = field(default_factory=list)  # "ID on TARGET: status; ..."
-    problems: list[str] = field(default_factory=list)  # what could not be checked
+    problems: list[str] = field(default_factory=list)  # WAL that could not be checked
 
     @property
     def lost(self) -> list[GapRow]:
@@ -120,7 +120,7 @@ def _content(svc: Services, cluster: Cluster, r: VerificationResult, at: datetim
         try:
             checked = verify_backup(svc.catalog, svc.settings, cluster.name, backup_id)
         except PgharborError as exc:  # one backup that cannot be checked stops no other
-            r.problems.append(f"backup {backup_id}: {exc.message}")
+            r.backups_bad.append(f"{backup_id}: not verified: {exc.message}")
             continue
         r.backups_checked.append(backup_id)
         if not checked.ok:
@@ -301,10 +301,14 @@ def verify(svc: Services, cluster_name: str) -> VerificationResult:
         t: [segment_name(t, a, size), segment_name(t, b, size)]
         for t, (a, b) in found.expected.items()
     }
-    r.gaps = GapRepo(svc.catalog).refresh(cluster.id, runs, size, at)
+    # a run that could not check everything (a history unread, a placement away) never
+    # resolves a gap, nor makes a backup usable again: it may only not have seen them
+    whole = not r.problems
+    r.gaps = GapRepo(svc.catalog).refresh(cluster.id, runs, size, at, resolve=whole)
     r.unusable = _mark_unusable(svc, cluster, r.gaps)
-    lost_ids = [g.id for g in r.gaps if g.state == LOST]
-    r.usable_again = GapRepo(svc.catalog).restore_usable(cluster.id, lost_ids)
+    if whole:
+        lost_ids = [g.id for g in r.gaps if g.state == LOST]
+        r.usable_again = GapRepo(svc.catalog).restore_usable(cluster.id, lost_ids)
     return r
 
 
