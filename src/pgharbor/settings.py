@@ -57,6 +57,8 @@ class Settings(FrozenRecord):
     prefetch_depth: int
     prefetch_workers: int
     prefetch_idle_exit: float
+    verify_grace: float
+    verify_content_period: float
     catalog_source: str | None
     config_file: str | None
     sources: dict[str, str]

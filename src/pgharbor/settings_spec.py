@@ -193,6 +193,24 @@ SETTINGS: Final = _table(
         low=1,
         high=86400,
     ),
+    _top(
+        "verify_grace",
+        NUMBER,
+        900.0,
+        "verify: seconds a missing WAL segment stays pending (maybe in flight) before it "
+        "counts as lost",
+        low=0,
+        high=30 * 86400,
+    ),
+    _top(
+        "verify_content_period",
+        NUMBER,
+        7 * 86400.0,
+        "verify: seconds within which every archived WAL file is read back and checked, a "
+        "slice per run (0: all of them every run)",
+        low=0,
+        high=366 * 86400,
+    ),
 )
 SECTIONS = ("targets", "clusters")  # the tables of tables: [targets.NAME], [clusters.NAME]
 # environment variables pgharbor reads that are not settings

@@ -9,6 +9,7 @@ per timeline, segments that no placement holds a good copy of are reported as ga
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -108,7 +109,13 @@ def _gap(tli: int, run: list[int], segment_size: int) -> Gap:
     return Gap(tli, first, last, len(run))
 
 
-def verify(settings: Settings, cluster: str, workers: int = 4) -> VerifyResult:
+def verify(
+    settings: Settings, cluster: str, workers: int = 4, only: Collection[str] | None = None
+) -> VerifyResult:
+    """Every file (or only the names of ``only``: a slice, read by name without listing
+    the targets, and no gaps computed) read back from every active placement."""
+    if only is not None:
+        return _verify_names(settings, cluster, sorted(only), workers)
     session = HotSession(settings, cluster)
     ctx = session.ctx
     try:
@@ -149,6 +156,33 @@ def verify(settings: Settings, cluster: str, workers: int = 4) -> VerifyResult:
                 else:
                     result.bad.append(BadCopy(p.target, name, problem))
     result.gaps = gaps(good | (everything if result.unreachable else set()), ctx.wal_segment_size)
+    return result
+
+
+def _verify_names(settings: Settings, cluster: str, names: list[str], workers: int) -> VerifyResult:
+    session = HotSession(settings, cluster)
+    ctx = session.ctx
+    session.close()
+    result = VerifyResult(cluster, files=len(names), placements=[p.target for p in ctx.placements])
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify") as pool:
+        for p in ctx.placements:
+            try:
+                storage = open_storage(p.url, settings.target_options(p.target))
+            except PgharborError as exc:
+                result.unreachable.append(f"{p.target}: {exc.message}")
+                continue
+            checks = pool.map(
+                lambda n, p=p, storage=storage: (
+                    n,
+                    _check(settings, ctx, p, storage, parse_name(n)),
+                ),
+                names,
+            )
+            for name, problem in checks:
+                if problem is None:
+                    result.verified[p.target] = result.verified.get(p.target, 0) + 1
+                else:
+                    result.bad.append(BadCopy(p.target, name, problem))
     return result
 
 

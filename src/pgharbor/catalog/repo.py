@@ -198,13 +198,15 @@ class Catalog:
 
     def forget_cluster(self, name: str) -> None:
         """Every row of a cluster (placements, copies, backups, holds, restore points, its
-        retention policy), in one transaction; what the targets hold is not touched."""
+        retention policy, WAL gaps, verification state), in one transaction; what the targets hold is not touched."""
         from pgharbor.catalog.schema import (
             backup_copies,
             backup_holds,
             backups,
             restore_points,
             retention_policies,
+            verify_state,
+            wal_gaps,
             wal_scans,
         )
 
@@ -220,6 +222,8 @@ class Catalog:
                 wal_copies,
                 placements,
                 retention_policies,
+                wal_gaps,
+                verify_state,
             )
             for table in tables:
                 conn.execute(table.delete().where(table.c.cluster_id == c.id))

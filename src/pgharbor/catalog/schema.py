@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 
 # The newest Alembic revision in catalog/migrations/versions (checked by a unit test).
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 
 metadata = MetaData(
     naming_convention={
@@ -193,4 +193,37 @@ backup_holds = Table(
     Column("until", DateTime(timezone=True)),
     Column("reason", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# WAL gaps found by verify: runs of missing segments of one timeline (names compared only
+# within it). pending: may still be in flight; lost: confirmed absent on every placement
+# after the grace; resolved: the segments are back, or no longer expected
+wal_gaps = Table(
+    "wal_gaps",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cluster_id", String(36), ForeignKey("clusters.id"), nullable=False),
+    Column("timeline", Integer, nullable=False),
+    Column("first_segment", String(24), nullable=False),
+    Column("last_segment", String(24), nullable=False),
+    Column("segments", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+    Column("lost_at", DateTime(timezone=True)),
+    Column("resolved_at", DateTime(timezone=True)),
+    Column("acked_at", DateTime(timezone=True)),
+    Column("acked_by", String(128)),
+    Column("ack_reason", Text),
+    Index(None, "cluster_id", "state"),
+)
+
+# where the content verification of each cluster's archive got to (a slice per run)
+verify_state = Table(
+    "verify_state",
+    metadata,
+    Column("cluster_id", String(36), ForeignKey("clusters.id"), primary_key=True),
+    Column("cursor", String(64), nullable=False, server_default=""),  # last WAL name read
+    Column("backup_cursor", String(40), nullable=False, server_default=""),  # last backup
+    Column("last_run_at", DateTime(timezone=True)),
 )

@@ -45,12 +45,14 @@ def _register() -> None:
         restore_point,
         retention,
         status,
+        verification,
         wal,
     )
 
     fleet.register(cli)
     status.register(cli)
     wal.register(cli)
+    verification.register(cli)
     backup.register(cli)
     retention.register(cli)
     restore.register(cli)

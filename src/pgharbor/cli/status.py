@@ -37,6 +37,14 @@ def _render(st: status_service.ClusterStatus) -> None:
             + (f", oldest {b.oldest}" if b.oldest and b.oldest != b.newest else "")
             + (f", {b.failed} failed" if b.failed else "")
             + (f", {b.running} running" if b.running else "")
+            + (f", {b.unusable} unusable (lost WAL)" if b.unusable else "")
+        )
+    for g in st.gaps:
+        click.echo(
+            f"  WAL gap {g.id} on timeline {g.timeline}: {g.first_segment}..{g.last_segment} "
+            f"({g.segments} segments) {g.state}"
+            + (f", acknowledged by {g.acked_by}" if g.acked else "")
+            + (": the window ends before it" if g.state == "lost" else "")
         )
     for w in st.windows:
         click.echo(
