@@ -128,6 +128,12 @@ def test_gap_in_the_window_is_a_guard() -> None:
     assert plan(FIVE, policy, NOW, holed, {}, SEG).guards
     old_hole = [n for n in wal if n != segment_name(1, 3, SEG)]  # before the anchor
     assert not plan(FIVE, policy, NOW, old_hole, {}, SEG).guards
+    # a lost gap a human acknowledged (wal gaps ack) passes; only on its own timeline
+    # and range: another hole beside it still stops the run
+    assert not plan(FIVE, policy, NOW, holed, {}, SEG, acknowledged=[(1, 7, 7)]).guards
+    assert plan(FIVE, policy, NOW, holed, {}, SEG, acknowledged=[(2, 7, 7)]).guards
+    two_holes = [n for n in holed if n != segment_name(1, 9, SEG)]
+    assert plan(FIVE, policy, NOW, two_holes, {}, SEG, acknowledged=[(1, 7, 8)]).guards
 
 
 def test_wal_per_timeline() -> None:

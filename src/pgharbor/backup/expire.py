@@ -26,8 +26,10 @@ from pgharbor.backup.delete import delete_backups
 from pgharbor.backup.gc import GcStats
 from pgharbor.backup.lease import Lease, LeaseGroup
 from pgharbor.catalog.backups import Backup, BackupRepo
+from pgharbor.catalog.gaps import GapRepo
 from pgharbor.catalog.repo import Catalog, now
 from pgharbor.catalog.retention import DEFAULT, HoldRow, RetentionRepo
+from pgharbor.domain.gaps import LOST
 from pgharbor.domain.history import TimelineHistory
 from pgharbor.domain.retention import (
     BackupState,
@@ -152,14 +154,21 @@ def make_plan(
     notes: list[str] = []
     inputs = _load(catalog, settings, name, notes)
     policy = effective_policy(RetentionRepo(catalog), inputs.cluster.id)
+    size = inputs.cluster.wal_segment_size
+    acked = [
+        (g.timeline, *g.segnos(size))
+        for g in GapRepo(catalog).gaps(inputs.cluster.id, states=(LOST,))
+        if g.acked
+    ]
     p = plan(
         inputs.states,
         policy,
         inputs.at,
         inputs.names,
         inputs.histories,
-        inputs.cluster.wal_segment_size,
+        size,
         in_use,
+        acked,
     )
     return inputs, p, policy, notes
 

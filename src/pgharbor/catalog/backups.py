@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from pgharbor.backup.lease import SKEW, TTL
-from pgharbor.catalog.repo import Catalog, _aware, now
+from pgharbor.catalog.repo import Catalog, aware, now
 from pgharbor.catalog.schema import backup_copies, backup_holds, backups, targets
 from pgharbor.errors import Conflict, NotFound
 from pgharbor.storage.base import process_gone
@@ -149,7 +149,7 @@ class BackupRepo:
             rows = conn.execute(q).all()
         here, at = socket.gethostname(), now()
         for bid, host, pid, beat in rows:
-            why = writer_gone(host, pid, _aware(beat), at, here=here)
+            why = writer_gone(host, pid, aware(beat), at, here=here)
             if why is not None:
                 self.fail_running(bid, why)
 
@@ -233,8 +233,8 @@ def _backup(r: Any, cluster: str, where: list[str]) -> Backup:
         timeline=r["timeline"],
         start_lsn=r["start_lsn"],
         stop_lsn=r["stop_lsn"],
-        start_time=_aware(r["start_time"]),
-        stop_time=_aware(r["stop_time"]) if r["stop_time"] else None,
+        start_time=aware(r["start_time"]),
+        stop_time=aware(r["stop_time"]) if r["stop_time"] else None,
         stop_xmin=r["stop_xmin"],
         logical_bytes=r["logical_bytes"],
         stored_bytes=r["stored_bytes"],

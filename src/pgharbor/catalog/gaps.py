@@ -7,18 +7,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from pgharbor.catalog.repo import Catalog, _aware, now
+from pgharbor.catalog.repo import Catalog, aware, now
 from pgharbor.catalog.schema import backups, verify_state, wal_copies, wal_gaps
 from pgharbor.domain.gaps import LOST, PENDING, RESOLVED, Run
 from pgharbor.domain.wal import lsn_segno, parse_lsn, parse_name, segment_name
 from pgharbor.errors import Conflict, NotFound, UsageError
-
-if TYPE_CHECKING:
-    from pgharbor.services.context import Services
 
 OPEN = (PENDING, LOST)
 UNUSABLE = "unusable"
@@ -52,7 +48,7 @@ class GapRow:
 
 
 def _when(v: datetime | None) -> datetime | None:
-    return _aware(v) if v is not None else None
+    return aware(v) if v is not None else None
 
 
 def _row(r: sa.RowMapping) -> GapRow:
@@ -63,8 +59,8 @@ def _row(r: sa.RowMapping) -> GapRow:
         r["last_segment"],
         r["segments"],
         r["state"],
-        _aware(r["first_seen"]),
-        _aware(r["last_seen"]),
+        aware(r["first_seen"]),
+        aware(r["last_seen"]),
         _when(r["lost_at"]),
         _when(r["resolved_at"]),
         _when(r["acked_at"]),
@@ -259,7 +255,7 @@ class GapRepo:
 
 
 def unacknowledged_gaps(
-    catalog_or_svc: Catalog | Services,
+    catalog: Catalog,
     cluster_id: str,
     *,
     timeline: int | None = None,
@@ -271,7 +267,6 @@ def unacknowledged_gaps(
     ``timeline``: on that timeline only; with ``from_segment`` (a segment name) or
     ``from_lsn`` (with the cluster's ``segment_size``): only gaps ending at or after it on
     ``timeline``. A pending gap is not counted (it may still arrive)."""
-    catalog = catalog_or_svc if isinstance(catalog_or_svc, Catalog) else catalog_or_svc.catalog
     if from_lsn is not None:
         if timeline is None or segment_size is None:
             raise UsageError("from_lsn needs the timeline and the segment size")

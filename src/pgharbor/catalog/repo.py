@@ -22,7 +22,7 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(dt: datetime) -> datetime:
+def aware(dt: datetime) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
@@ -254,7 +254,7 @@ class Catalog:
                 url=r["url"],
                 priority=r["priority"],
                 active=bool(r["active"]),
-                created_at=_aware(r["created_at"]),
+                created_at=aware(r["created_at"]),
             )
             for r in rows
         ]
@@ -286,7 +286,7 @@ class Catalog:
                         r["target"],
                         r["status"],
                         r["stored_size"],
-                        _aware(r["archived_at"]),
+                        aware(r["archived_at"]),
                         r["detail"],
                     )
                 )
@@ -317,15 +317,15 @@ def _target(r: Any) -> Target:
         r["name"],
         r["url"],
         bool(r["active"]),
-        _aware(r["created_at"]),
-        _aware(r["modified_at"]),
+        aware(r["created_at"]),
+        aware(r["modified_at"]),
     )
 
 
 def _cluster(r: Any) -> Cluster:
     d = {k: r[k] for k in Cluster.__slots__ if k in r and k != "placements"}
-    d["created_at"] = _aware(d["created_at"])
-    d["modified_at"] = _aware(d["modified_at"])
+    d["created_at"] = aware(d["created_at"])
+    d["modified_at"] = aware(d["modified_at"])
     return Cluster(**d)
 
 

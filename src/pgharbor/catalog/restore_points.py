@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import sqlalchemy as sa
 
-from pgharbor.catalog.repo import Catalog, _aware, now
+from pgharbor.catalog.repo import Catalog, aware, now
 from pgharbor.catalog.schema import restore_points, wal_scans
 from pgharbor.domain.pitr import RestorePoint
 from pgharbor.domain.wal import parse_lsn
@@ -64,7 +64,7 @@ class RestorePointRepo:
                 r["name"],
                 r["lsn"],
                 r["timeline"],
-                _aware(r["time"]) if r["time"] else None,
+                aware(r["time"]) if r["time"] else None,
                 r["source"],
             )
             for r in rows

@@ -10,12 +10,12 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from pgharbor.catalog.repo import Catalog, _aware, now
+from pgharbor.catalog.repo import Catalog, aware, now
 from pgharbor.catalog.schema import backup_holds, backups, retention_policies, wal_copies
 from pgharbor.errors import Conflict
 
 DEFAULT = "default"  # the scope of the fleet default row
-MARKABLE = ("ok", "failed", "expiring", "deleting")
+MARKABLE = ("ok", "failed", "unusable", "expiring", "deleting")
 
 
 @dataclass(frozen=True)
@@ -109,9 +109,9 @@ class RetentionRepo:
         return {
             r["backup_id"]: HoldRow(
                 r["backup_id"],
-                _aware(r["until"]) if r["until"] else None,
+                aware(r["until"]) if r["until"] else None,
                 r["reason"],
-                _aware(r["created_at"]),
+                aware(r["created_at"]),
             )
             for r in rows
         }
@@ -123,10 +123,10 @@ class RetentionRepo:
             r = conn.execute(q).mappings().first()
         if r is None:
             return None
-        until = _aware(r["until"]) if r["until"] else None
+        until = aware(r["until"]) if r["until"] else None
         if until is not None and until <= at:
             return None
-        return HoldRow(backup_id, until, r["reason"], _aware(r["created_at"]))
+        return HoldRow(backup_id, until, r["reason"], aware(r["created_at"]))
 
     # -- expiring ----------------------------------------------------------------
     def mark_expiring(self, ids: Iterable[str]) -> list[str]:

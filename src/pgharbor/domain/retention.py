@@ -247,10 +247,12 @@ def gaps_in_window(
     names: Iterable[str],
     histories: Mapping[int, TimelineHistory],
     size: int,
+    acknowledged: Iterable[tuple[int, int, int]] = (),
 ) -> list[str]:
     """Segments missing between the window's anchor and the newest archived segment, on
     the anchor's timeline and each descendant (from where it branched): one line per
-    timeline with a gap."""
+    timeline with a gap. ``acknowledged``: (timeline, first, last segment number) of
+    lost gaps a human acknowledged (``wal gaps ack``); segments inside them pass."""
     if anchor is None or anchor.start_lsn is None:
         return []
     have: dict[int, set[int]] = {}
@@ -267,7 +269,12 @@ def gaps_in_window(
             h = histories[t]
             lo = max(lo, h.ends[max(h.ends)] // size)
         top = max(segs, default=lo - 1)
-        missing = [s for s in range(lo, top + 1) if s not in segs]
+        acked = [(a, b) for tl, a, b in acknowledged if tl == t]
+        missing = [
+            s
+            for s in range(lo, top + 1)
+            if s not in segs and not any(a <= s <= b for a, b in acked)
+        ]
         if missing:
             found.append(
                 f"timeline {t}: {len(missing)} segment(s) missing from segment {missing[0]:X} "
@@ -284,8 +291,10 @@ def plan(
     histories: Mapping[int, TimelineHistory],
     size: int,
     in_use: frozenset[str] = frozenset(),
+    acknowledged: Iterable[tuple[int, int, int]] = (),
 ) -> Plan:
-    """The whole expire plan of one cluster (see the module)."""
+    """The whole expire plan of one cluster (see the module). ``acknowledged``: the
+    acknowledged lost gaps (see gaps_in_window)."""
     names = list(names)
     verdicts = judge(backups, policy, now, in_use)
     by_id = {b.id: b for b in backups}
@@ -306,5 +315,5 @@ def plan(
         guards.append(f"the run would delete {doomed} of {usable} usable backups (more than half)")
     anchors = [by_id[v.id] for v in verdicts if {"window", "window-anchor"} & set(v.rules)]
     if anchors:
-        guards += gaps_in_window(anchors[0], names, histories, size)
+        guards += gaps_in_window(anchors[0], names, histories, size, list(acknowledged))
     return Plan(verdicts, wal_delete, timelines, history, refusals, guards)
