@@ -5,6 +5,7 @@ timeline), asserting the exit code, the status line and the perfdata values."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -61,6 +62,11 @@ def test_archive_blocked_and_a_copy_missing(
     assert perf["waiting"] == "0;;;0" and perf["failing"] == "0;0;;0;1"
     assert perf["waiting_bytes"] == "0B;67108864;1073741824;0"
     assert check(harbor, "copies", "c1")[0] == 0
+    data = harbor.json("check", "archive", "c1")
+    assert data["state"] == "OK" and data["items"][0]["name"] == "c1"
+    got = {m["label"]: m["value"] for m in data["items"][0]["metrics"]}
+    assert got["waiting"] == 0 and got["failing"] == 0 and got["last_wal_age"] >= 0
+    assert "waiting=0;;;0" in data["items"][0]["perfdata"]
     code, line, perf = check(harbor, "targets", "c1")
     assert code == 0 and perf["t1_up"] == "1;;1:;0;1" and 0 < value(perf, "t2_free") <= 100
 
@@ -223,6 +229,8 @@ def test_usage_errors_and_unknown_clusters_are_unknown(harbor: Harbor) -> None:
         proc = harbor.run("check", *args, check=False)
         assert proc.returncode == 3, (args, proc.stdout, proc.stderr)
         assert re.match(r"^PGHARBOR_[A-Z_]+ UNKNOWN - ", proc.stdout), proc.stdout
+    proc = harbor.run("check", "archive", "nope", "--json", check=False)
+    assert proc.returncode == 3 and json.loads(proc.stdout)["state"] == "UNKNOWN"
     code, line, perf = check(harbor, "all", "--all")
     assert (code, line, perf) == (0, "PGHARBOR_ALL OK - no clusters in the catalog", {})
     plugin = str(Path(PGHARBOR).with_name("check_pgharbor"))
