@@ -103,6 +103,11 @@ def test_archive_blocked_and_a_copy_missing(
     harbor.run("wal", "sync", "c1")
     code, line, perf = check(harbor, "copies", "c1")
     assert code == 0 and perf["missing_copies"] == "0;0;;0", line
+    code, line, perf = check(harbor, "copies", "--all")  # the fleet: labels per cluster
+    assert (code, line.split(" | ")[0]) == (0, "PGHARBOR_COPIES OK - 1 checked, all OK")
+    assert perf["c1_missing_copies"] == "0;0;;0"
+    long = harbor.run("check", "copies", "--all").stdout.splitlines()[1:]
+    assert len(long) == 1 and long[0].startswith("c1: OK - ")
     time.sleep(2)  # idle: nothing waits, so even a 1 s age limit is OK
     code, line, perf = check(harbor, "archive", "c1", "-c", "waiting_age=1s")
     assert code == 0 and perf["waiting_age"] == "0s;900;1;0" and value(perf, "last_wal_age") >= 2

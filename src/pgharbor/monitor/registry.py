@@ -158,7 +158,9 @@ def run_check(
         raise UsageError("check all runs every service with its defaults: no -w/-c")
     chosen = list(known.values()) if name == "all" else [known[name]]
     limits = {s.name: s.limits(warn, crit) for s in chosen}
-    clusters = svc.catalog.clusters() if fleet else [svc.catalog.cluster(cluster or "")]
+    # --all: the active clusters (one taken out of service is not watched)
+    everyone = svc.catalog.clusters() if fleet else [svc.catalog.cluster(cluster or "")]
+    clusters = [c for c in everyone if c.active or not fleet]
     cache: dict[str, Any] = {}
     items: list[Item] = []
     try:
