@@ -223,6 +223,21 @@ def test_a_standby_falling_behind_and_a_slot_retaining_wal(
     assert check(harbor, *lag)[0] == 0
 
 
+def test_a_role_with_pg_monitor_suffices(harbor: Harbor, pg_factory: PgFactory) -> None:
+    harbor.target("t1")
+    pg = pg_factory()
+    harbor.register(pg, "c1", "t1")
+    pg.execute("CREATE ROLE mon LOGIN IN ROLE pg_monitor")
+    # only for `cluster set` to recognise the cluster by its fingerprint; the checks need none
+    pg.execute("GRANT USAGE ON SCHEMA pgharbor TO mon")
+    pg.execute("GRANT SELECT ON ALL TABLES IN SCHEMA pgharbor TO mon")
+    harbor.run("cluster", "set", "c1", "--dsn", pg.dsn.replace("user=postgres", "user=mon"))
+    assert "user=mon" in harbor.json("cluster", "show", "c1")["dsn"]
+    for service in ("archive", "replication-lag", "replication-slots", "timeline"):
+        code, line, _ = check(harbor, service, "c1")
+        assert code != 3, line
+
+
 def test_usage_errors_and_unknown_clusters_are_unknown(harbor: Harbor) -> None:
     for args in (
         ["archive", "nope"],

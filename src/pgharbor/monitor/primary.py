@@ -24,6 +24,7 @@ def rows(probe: Probe, cluster: Cluster, query: str) -> list[dict[str, Any]]:
     if conn is None:
         conn = connect(cluster.dsn, timeout=10)
         probe.cache.setdefault("close", []).append(conn)
+        conn.execute("SET statement_timeout = '10s'")  # a check never hangs on a query
         if conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,):
             raise NotPrimary(f"the DSN of {cluster.name} reaches a server in recovery")
         probe.cache[key] = conn

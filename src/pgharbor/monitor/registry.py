@@ -126,7 +126,8 @@ def _check(probe: Probe, spec: Service, cluster: Cluster) -> Item:
         probe.problem(State.UNKNOWN, f"{type(exc).__name__}: {exc}")
         text = f"could not check: {type(exc).__name__}: {exc}"
     item = probe.item
-    item.text = text if not item.problems else "; ".join([*item.problems, text])
+    others = [p for p in item.problems if p != text]
+    item.text = "; ".join([*others, text])
     return item
 
 
