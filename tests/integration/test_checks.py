@@ -236,6 +236,12 @@ def test_a_role_with_pg_monitor_suffices(harbor: Harbor, pg_factory: PgFactory) 
     for service in ("archive", "replication-lag", "replication-slots", "timeline"):
         code, line, _ = check(harbor, service, "c1")
         assert code != 3, line
+    pg.stop()  # the primary is down: what needs it is UNKNOWN, what the catalog knows is not
+    code, line, _ = check(harbor, "archive", "c1")
+    assert code == 3 and line.startswith("PGHARBOR_ARCHIVE UNKNOWN - cannot connect to the cluster")
+    proc = harbor.run("check", "all", "c1", check=False)
+    assert "c1 timeline: UNKNOWN - cannot connect" in proc.stdout
+    assert "c1 copies: OK - 0 files" in proc.stdout, proc.stdout
 
 
 def test_usage_errors_and_unknown_clusters_are_unknown(harbor: Harbor) -> None:

@@ -18,15 +18,30 @@ class NotPrimary(PgharborError):
     """The cluster's DSN reaches a server in recovery."""
 
 
+def _open(probe: Probe, cluster: Cluster) -> psycopg.Connection[Any]:
+    conn = connect(cluster.dsn, timeout=10)
+    probe.cache.setdefault("close", []).append(conn)
+    try:
+        conn.execute("SET statement_timeout = '10s'")  # a check never hangs on a query
+        primary = conn.execute("SELECT NOT pg_is_in_recovery()").fetchone() == (True,)
+    except psycopg.Error as exc:
+        raise PgharborError(f"the primary did not answer: {str(exc).strip()}") from None
+    if not primary:
+        raise NotPrimary(f"the DSN of {cluster.name} reaches a server in recovery")
+    return conn
+
+
 def rows(probe: Probe, cluster: Cluster, query: str) -> list[dict[str, Any]]:
     key = f"conn:{cluster.name}"
-    conn: psycopg.Connection[Any] | None = probe.cache.get(key)
+    conn: psycopg.Connection[Any] | PgharborError | None = probe.cache.get(key)
+    if isinstance(conn, PgharborError):  # the run's other checks of it: no second wait
+        raise conn
     if conn is None:
-        conn = connect(cluster.dsn, timeout=10)
-        probe.cache.setdefault("close", []).append(conn)
-        conn.execute("SET statement_timeout = '10s'")  # a check never hangs on a query
-        if conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,):
-            raise NotPrimary(f"the DSN of {cluster.name} reaches a server in recovery")
+        try:
+            conn = _open(probe, cluster)
+        except PgharborError as exc:
+            probe.cache[key] = exc
+            raise
         probe.cache[key] = conn
     try:
         with conn.cursor(row_factory=dict_row) as cur:
