@@ -132,5 +132,24 @@ def main(argv: list[str] | None = None) -> int:
     return run(argv)
 
 
+def check_main(argv: list[str] | None = None) -> int:
+    """The ``check_pgharbor`` console script: ``pgharbor check`` as a monitoring plugin
+    (global options may come first). --help and --version exit 3 (UNKNOWN), as the
+    monitoring-plugins guidelines ask; so does any failure to run at all."""
+    argv = sys.argv[1:] if argv is None else argv
+    lead: list[str] = []
+    while argv and (argv[0] in _VERBOSE or argv[0].split("=", 1)[0] in _WITH_VALUE):
+        take = 1 if argv[0] in _VERBOSE or "=" in argv[0] else 2
+        lead, argv = lead + argv[:take], argv[take:]
+    try:
+        from pgharbor.cli.main import run
+
+        code = run([*lead, "check", *argv])
+    except BaseException:
+        print("PGHARBOR_CHECK UNKNOWN - the check could not run")
+        return 3
+    return 3 if any(a in _OUT_OF_BAND for a in argv) or code not in (0, 1, 2) else code
+
+
 if __name__ == "__main__":
     sys.exit(main())

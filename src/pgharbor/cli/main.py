@@ -38,6 +38,7 @@ def _register() -> None:
     from pgharbor.cli import (
         backup,
         catalog,
+        check,
         config,
         fleet,
         key,
@@ -60,6 +61,12 @@ def _register() -> None:
     key.register(cli)
     config.register(cli)
     catalog.register(cli)
+    check.register(cli)
+
+
+def _in_check(exc: click.ClickException) -> bool:
+    ctx = getattr(exc, "ctx", None)
+    return ctx is not None and ctx.command.name == "check"
 
 
 def run(argv: list[str]) -> int:
@@ -74,6 +81,11 @@ def run(argv: list[str]) -> int:
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
+        if _in_check(exc):  # a monitoring plugin: bad arguments are UNKNOWN, on stdout
+            from pgharbor.render.nagios import unknown
+
+            click.echo("\n".join(unknown("check", exc.format_message())))
+            return 3
         click.echo(f"pgharbor: error: {exc.format_message()}", err=True)
         return 2
     except click.exceptions.Abort:
