@@ -51,6 +51,19 @@ class World:
         result: dict[str, Any] = json.loads(proc.stdout)[0]
         return result
 
+    def check_gaps(self, code: int, status: str, **perf: int) -> str:
+        """``pgharbor check wal-gaps c1``: its exit code, status and perfdata values."""
+        proc = self.harbor.run("check", "wal-gaps", "c1", check=False)
+        first = proc.stdout.splitlines()[0]
+        assert proc.returncode == code and first.startswith(f"PGHARBOR_WAL_GAPS {status} - "), (
+            proc.returncode,
+            proc.stdout,
+            proc.stderr,
+        )
+        for name, value in perf.items():
+            assert f" {name}={value};" in first, first
+        return first
+
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
@@ -95,6 +108,7 @@ def test_verify_repairs_lag_records_what_the_catalog_lacks_and_records_lost_gaps
     b1, b2, b3 = ids
     first = world.verify()
     assert first["gaps"] == [] and first["repaired"] == [] and first["ok"]
+    world.check_gaps(0, "OK", pending_segments=0, lost_segments=0)
     assert first["content_checked"] == len(h.wal_files())
     assert sorted(first["backups_checked"]) == sorted(ids) and first["backups_bad"] == []
     start1 = world.backups()[b1]["wal_start"]
@@ -144,6 +158,7 @@ def test_verify_repairs_lag_records_what_the_catalog_lacks_and_records_lost_gaps
         h.env["PGHARBOR_VERIFY_GRACE"] = "0"
     assert [(g["first_segment"], g["state"]) for g in pending["gaps"]] == [(gone, "pending")]
     assert pending["unusable"] == [] and world.backups()[b2]["status"] == "ok"
+    world.check_gaps(1, "WARNING", pending_segments=1, lost_segments=0)
     lost = world.verify(ok=False)
     assert [(g["first_segment"], g["last_segment"], g["state"]) for g in lost["gaps"]] == [
         (gone, gone, "lost")
@@ -151,6 +166,7 @@ def test_verify_repairs_lag_records_what_the_catalog_lacks_and_records_lost_gaps
     assert lost["gaps"][0]["id"] == pending["gaps"][0]["id"]  # the same gap, now lost
     assert lost["gaps"][0]["first_seen"] == pending["gaps"][0]["first_seen"]
     assert lost["unusable"] == [b2]
+    assert gone in world.check_gaps(2, "CRITICAL", pending_segments=0, lost_segments=1)
     gaps = h.json("wal", "gaps", "c1")
     assert [(g["first_segment"], g["state"], g["acked_at"]) for g in gaps["gaps"]] == [
         (gone, "lost", None)
@@ -187,6 +203,7 @@ def test_verify_repairs_lag_records_what_the_catalog_lacks_and_records_lost_gaps
     ]
     listed = h.json("wal", "gaps", "c1")
     assert listed["ok"] and listed["gaps"][0]["acked_by"]
+    world.check_gaps(0, "OK", lost_segments=0, acked_segments=1)
     assert "no WAL gap 999" in h.fails("wal", "gaps", "ack", "c1", "999", "--reason", "x")
 
     # 5. the segment comes back (pushed again from PostgreSQL's own copy): the gap is
@@ -195,6 +212,7 @@ def test_verify_repairs_lag_records_what_the_catalog_lacks_and_records_lost_gaps
     back = world.verify()
     assert back["gaps"] == [] and back["usable_again"] == [b2]
     assert world.backups()[b2]["status"] == "ok"
+    world.check_gaps(0, "OK", pending_segments=0, lost_segments=0, acked_segments=0)
     assert [g["state"] for g in h.json("wal", "gaps", "c1", "--all")["gaps"]] == ["resolved"]
     whole = h.json("status", "c1")[0]
     assert whole["gaps"] == [] and whole["windows"] == before["windows"]

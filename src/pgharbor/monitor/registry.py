@@ -22,7 +22,12 @@ from pgharbor.monitor import thresholds
 from pgharbor.monitor.result import CheckReport, Item, Metric, State, judge, worst
 from pgharbor.services.context import Services
 
-MODULES = ("pgharbor.monitor.archive", "pgharbor.monitor.replication", "pgharbor.monitor.fleet")
+MODULES = (
+    "pgharbor.monitor.archive",
+    "pgharbor.monitor.replication",
+    "pgharbor.monitor.fleet",
+    "pgharbor.monitor.gaps",
+)
 
 
 @dataclass(frozen=True)
