@@ -43,6 +43,7 @@ def _register() -> None:
         restore,
         restore_point,
         retention,
+        schedule,
         status,
         wal,
     )
@@ -52,6 +53,7 @@ def _register() -> None:
     wal.register(cli)
     backup.register(cli)
     retention.register(cli)
+    schedule.register(cli)
     restore.register(cli)
     restore_point.register(cli)
     key.register(cli)

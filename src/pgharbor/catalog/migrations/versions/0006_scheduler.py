@@ -75,7 +75,9 @@ def upgrade() -> None:
             batch_op.f("ix_jobs_state_queued_at"), ["state", "queued_at"], unique=False
         )
         batch_op.create_index(
-            batch_op.f("ix_jobs_cluster_id_kind_state"), ["cluster_id", "kind", "state"], unique=False
+            batch_op.f("ix_jobs_cluster_id_kind_state"),
+            ["cluster_id", "kind", "state"],
+            unique=False,
         )
     op.create_table(
         "nodes",
