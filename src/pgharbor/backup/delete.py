@@ -29,7 +29,7 @@ from pgharbor.storage.base import Storage
 from pgharbor.storage.factory import open_storage
 from pgharbor.storage.layout import ref_key
 
-__all__ = ["DeleteResult", "delete_backup", "live_chunks"]
+__all__ = ["DeleteResult", "delete_backup", "delete_backups", "live_chunks"]
 
 log = logging.getLogger(__name__)
 
@@ -64,48 +64,66 @@ def _refuse_held(catalog: Catalog, b: Backup) -> None:
 
 
 def _stores(
-    catalog: Catalog, settings: Settings, repo: BackupRepo, backup_id: str
-) -> list[tuple[str, Storage]]:
-    """(target name, storage) of every target that may hold a copy of the backup."""
+    catalog: Catalog, settings: Settings, repo: BackupRepo, backup_ids: list[str]
+) -> list[tuple[str, Storage, list[str]]]:
+    """(target name, storage, ids of the backups it may hold) of every target that may
+    hold a copy of one of the backups, in a stable order."""
     urls = {t.id: t for t in catalog.targets()}
+    held: dict[str, list[str]] = {}
+    for backup_id in backup_ids:
+        for target_id, _name, _status in repo.copies(backup_id):
+            if target_id in urls:
+                held.setdefault(target_id, []).append(backup_id)
     found = []
-    for target_id, name, _status in repo.copies(backup_id):
-        target = urls.get(target_id)
-        if target is not None:
-            found.append((name, open_storage(target.url, settings.target_options(name))))
+    for target_id, ids in sorted(held.items(), key=lambda kv: urls[kv[0]].name):
+        t = urls[target_id]
+        found.append((t.name, open_storage(t.url, settings.target_options(t.name)), ids))
     return found
 
 
 def delete_backup(
     catalog: Catalog, settings: Settings, cluster_name: str, backup_id: str
 ) -> DeleteResult:
+    return DeleteResult(
+        backup_id, cluster_name, delete_backups(catalog, settings, cluster_name, [backup_id])
+    )
+
+
+def delete_backups(
+    catalog: Catalog, settings: Settings, cluster_name: str, backup_ids: list[str]
+) -> dict[str, GcStats]:
+    """Delete backups of one cluster under one set of ``gc`` leases (all their targets,
+    all or none), then collect each target's chunk store once. Returns the GC per target."""
     refuse_root("backup delete")
     repo = BackupRepo(catalog)
     cluster = catalog.cluster(cluster_name)
-    backup = repo.get(cluster_name, backup_id)  # a dead writer's backup is failed by now
-    _refuse_running(backup)
-    _refuse_held(catalog, backup)
-    stores = _stores(catalog, settings, repo, backup.id)
-    owner = f"backup delete {cluster.name}/{backup.id}"
-    leases = [Lease(s, "gc", owner) for _, s in stores]
-    result = DeleteResult(backup.id, cluster.name)
+    chosen = [repo.get(cluster_name, i) for i in backup_ids]  # dead writers' are failed now
+    for backup in chosen:
+        _refuse_running(backup)
+        _refuse_held(catalog, backup)
+    ids = [b.id for b in chosen]
+    stores = _stores(catalog, settings, repo, ids)
+    what = ids[0] if len(ids) == 1 else f"{len(ids)} backups"
+    leases = [Lease(s, "gc", f"backup delete {cluster.name}/{what}") for _, s, _ in stores]
+    gc: dict[str, GcStats] = {}
     with LeaseGroup(leases):  # Busy: nothing was changed
         faultpoint.point("delete.after_lease")
-        repo.update(backup.id, status="deleting")
-        for i, ((name, storage), lease) in enumerate(zip(stores, leases, strict=True)):
+        for backup_id in ids:
+            repo.update(backup_id, status="deleting")
+        for i, ((name, storage, here), lease) in enumerate(zip(stores, leases, strict=True)):
             if i:
                 faultpoint.point("delete.between_targets")
             lease.check()
-            storage.delete(ref_key(cluster.name, backup.id))
-            storage.delete(ref_key(cluster.name, backup.id, running=True))
-            delete_backup_objects(storage, cluster.name, backup.id)
+            for backup_id in here:
+                storage.delete(ref_key(cluster.name, backup_id))
+                storage.delete(ref_key(cluster.name, backup_id, running=True))
+                delete_backup_objects(storage, cluster.name, backup_id)
             faultpoint.point("delete.after_remove")
-            result.gc[name] = _collect(
-                storage, lease, functools.partial(_keys, settings, name), repo
-            )
-            log.info("target %s: %s", name, result.gc[name])
-        repo.delete(backup.id)
-    return result
+            gc[name] = _collect(storage, lease, functools.partial(_keys, settings, name), repo)
+            log.info("target %s: %s", name, gc[name])
+        for backup_id in ids:
+            repo.delete(backup_id)
+    return gc
 
 
 def _collect(storage: Storage, lease: Lease, keys_for: KeysFor, repo: BackupRepo) -> GcStats:

@@ -4,9 +4,9 @@
    timeline histories in the archive; a refusal or a guard stops the run here;
 2. the backups to delete are marked ``expiring`` in one transaction: no restore chooses
    them from then on;
-3. each is deleted through backup.delete (its targets' exclusive ``gc`` lease, then its
-   objects, then the safe GC of the chunks only it used); a hold placed meanwhile is
-   re-checked first and puts the backup back;
+3. they are deleted through backup.delete (the exclusive ``gc`` lease on all their
+   targets, their objects, then one safe GC per target of the chunks only they used);
+   a hold placed meanwhile is re-checked first and puts its backup back;
 4. the WAL files the remaining backups do not need are computed again from what is left
    in the catalog and deleted on every target that has a copy, under that target's
    ``gc`` lease (checked before each delete), and then their rows.
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from pgharbor import faultpoint
-from pgharbor.backup.delete import delete_backup
+from pgharbor.backup.delete import delete_backups
 from pgharbor.backup.gc import GcStats
 from pgharbor.backup.lease import Lease, LeaseGroup
 from pgharbor.catalog.backups import Backup, BackupRepo
@@ -189,33 +189,20 @@ def expire_cluster(
     return run
 
 
-def _merge(into: dict[str, GcStats], target: str, s: GcStats) -> None:
-    t = into.setdefault(target, GcStats())
-    for k in (
-        "packs_deleted",
-        "packs_rewritten",
-        "chunks_freed",
-        "bytes_freed",
-        "orphans",
-        "leftovers",
-    ):
-        setattr(t, k, getattr(t, k) + getattr(s, k))
-
-
 def _delete_backups(catalog: Catalog, settings: Settings, run: ExpireRun, ids: list[str]) -> None:
     repo = RetentionRepo(catalog)
     marked = repo.mark_expiring(ids)
     faultpoint.point("expire.after_mark")
+    doomed = []
     for backup_id in marked:
         if repo.held(backup_id, now()) is not None:  # held since the plan: kept
             repo.unmark(backup_id)
             run.skipped.append(backup_id)
-            continue
-        result = delete_backup(catalog, settings, run.cluster, backup_id)
-        for target, stats in result.gc.items():
-            _merge(run.gc, target, stats)
-        run.deleted.append(backup_id)
-        faultpoint.point("expire.after_backup")
+        else:
+            doomed.append(backup_id)
+    if doomed:  # one set of gc leases, one collection per target
+        run.gc = delete_backups(catalog, settings, run.cluster, doomed)
+        run.deleted.extend(doomed)
 
 
 def _delete_wal(catalog: Catalog, settings: Settings, run: ExpireRun) -> list[str]:

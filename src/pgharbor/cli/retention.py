@@ -75,7 +75,8 @@ def _echo_run(r: ExpireRun) -> None:
         note = f" ({t.note})" if t.note else ""
         click.echo(f"  WAL timeline {t.timeline}: {kept}, {t.deleted} to delete{note}")
     if r.history_kept:
-        click.echo(f"  history kept for timeline(s) {', '.join(map(str, r.history_kept))}")
+        needed = ", ".join(map(str, r.history_kept))
+        click.echo(f"  .history needed for timeline(s) {needed} (no .history is deleted)")
     for line in r.refusals:
         click.echo(f"  refused: {line}")
     for line in r.guards:
@@ -85,6 +86,9 @@ def _echo_run(r: ExpireRun) -> None:
     if r.dry_run:
         n = len([v for v in r.backups if not v.keep])
         click.echo(f"  would delete {n} backup(s) and {len(r.wal_delete)} WAL file(s)")
+        return
+    if not r.ok:
+        click.echo("  nothing changed (refused)")
         return
     for target, g in sorted(r.gc.items()):
         click.echo(

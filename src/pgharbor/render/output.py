@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import click
@@ -25,6 +25,8 @@ def to_jsonable(obj: Any) -> Any:
         return {k: to_jsonable(v) for k, v in obj.as_dict().items()}
     if isinstance(obj, datetime):
         return obj.isoformat()
+    if isinstance(obj, timedelta):
+        return int(obj.total_seconds())  # a duration as seconds
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
