@@ -5,7 +5,8 @@ PostgreSQL catalog, with a real PostgreSQL 15 cluster to back up.
 - ``kill -9`` of the node running a backup (paused mid-stream at a fault point): its job
   process dies with it, the other node re-runs the job once the lease ran out, and
   nothing is left running (jobs or backups);
-- a per-minute schedule ticked by both nodes gives exactly one job per fire;
+- per-minute schedules ticked by both nodes give exactly one job per fire (a scheduled
+  backup is followed by expire);
 - ``/health`` is 200, then 503 once the catalog is gone; SIGTERM stops a node with 0.
 """
 
@@ -50,11 +51,13 @@ class ServeNode:
         cmd += ["--listen", f"127.0.0.1:{self.port}", "--max-jobs", "2"]
         base = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "PGHARBOR"))}
         base.update(
-            PGHARBOR_STATE_DIR=str(harbor.state_dir),
-            PGHARBOR_SCHEDULER_POLL="0.3",
-            PGHARBOR_SCHEDULER_LEASE=str(LEASE),
-            PGHARBOR_SCHEDULER_STOP_TIMEOUT="5",
-            **env,
+            {
+                "PGHARBOR_STATE_DIR": str(harbor.state_dir),
+                "PGHARBOR_SCHEDULER_POLL": "0.3",
+                "PGHARBOR_SCHEDULER_LEASE": str(LEASE),
+                "PGHARBOR_SCHEDULER_STOP_TIMEOUT": "5",
+                **env,
+            }
         )
         self.log = log
         user = {"user": SERVER_USER, "group": SERVER_USER, "extra_groups": []} if IS_ROOT else {}
@@ -170,21 +173,32 @@ def test_two_nodes(
     backups = _backups(h)
     assert sorted(x["status"] for x in backups) == ["failed", "ok"], backups
     ok = next(x for x in backups if x["status"] == "ok")
+    killed = next(x for x in backups if x["status"] == "failed")
     assert done["result"]["backup"]["id"] == ok["id"]
 
-    # a is back (same name: its old row belongs to a dead process); a second request is
-    # run exactly once, by either node
+    # a is back (same name: its old row belongs to a dead process); a per-minute backup
+    # schedule ticked by both nodes: the fire is one job, one backup, then expire
     a = ServeNode(h, "a", logs / "a2.log")
     nodes.append(a)
     a.wait_healthy()
-    second = h.json("schedule", "trigger", "c1", "backup")
-    wait_for(
-        "the second backup", lambda: h.json("job", "show", str(second["id"]))["state"] == "done", 90
-    )
-    assert len([x for x in _backups(h) if x["status"] == "ok"]) == 2
-    assert [x["status"] for x in _backups(h) if x["status"] == "running"] == []
+    h.run("retention", "set", "--default", "--keep-last", "5")
+    h.run("schedule", "set", "--default", "backup", "* * * * *")
 
-    # both nodes ticked the per-minute drill schedule: one job per fire
+    def scheduled_backup() -> dict[str, Any] | None:
+        found = [j for j in _jobs(h) if j["kind"] == "backup" and j["reason"] == "scheduled"]
+        return next((j for j in found if j["state"] in ("done", "failed")), None)
+
+    sched = wait_for("a scheduled backup", scheduled_backup, 90)
+    h.run("schedule", "set", "--default", "backup", "off")
+    assert sched["state"] == "done", sched
+    assert sched["result"]["expire"]["ok"] is True, sched["result"]["expire"]
+    # keep-last 5 keeps both usable backups; the killed one's failed row is expired
+    assert sched["result"]["expire"]["runs"][0]["deleted"] == [killed["id"]]
+    backups = _backups(h)
+    assert sorted(x["id"] for x in backups) == sorted([ok["id"], sched["result"]["backup"]["id"]])
+    assert {x["status"] for x in backups} == {"ok"}
+
+    # both nodes ticked the per-minute schedules: one job per fire
     drills = wait_for(
         "a drill fire",
         lambda: [
@@ -194,8 +208,9 @@ def test_two_nodes(
         ],
         75,
     )
-    fires = [j["fire_time"] for j in _jobs(h) if j["kind"] == "drill"]
-    assert len(fires) == len(set(fires))
+    for kind in ("drill", "backup"):
+        fires = [j["fire_time"] for j in _jobs(h) if j["kind"] == kind and j["fire_time"]]
+        assert fires and len(fires) == len(set(fires)), (kind, fires)
     assert drills[0]["reason"] == "scheduled"
     assert drills[0]["error"] == "drills are not built yet"
 
@@ -211,3 +226,48 @@ def test_two_nodes(
     assert a.proc.poll() is None
     assert a.stop() == 0
     assert "Traceback" not in (logs / "a2.log").read_text() + (logs / "b.log").read_text()
+
+
+def test_sqlite_one_node_and_sigterm_hands_back(
+    harbor: Harbor, pg_cluster: PgCluster, nodes: list[ServeNode]
+) -> None:
+    h = harbor
+    h.target("t1")
+    h.register(pg_cluster, "c1", "t1")
+    h.archive_to(pg_cluster)
+    faults = server_dir(h.workdir / "faults")
+    logs = h.workdir / "logs"
+    logs.mkdir()
+    a = ServeNode(
+        h,
+        "a",
+        logs / "a.log",
+        PGHARBOR_FAULT="backup.mid_stream=pause",
+        PGHARBOR_FAULT_DIR=str(faults),
+        PGHARBOR_SCHEDULER_STOP_TIMEOUT="1",
+    )
+    nodes.append(a)
+    a.wait_healthy()
+    line = h.fails("serve", "--node", "b", "--listen", f"127.0.0.1:{allocate_port()}", code=7)
+    assert "SQLite allows one node" in line
+    job = h.json("schedule", "trigger", "c1", "backup")
+    marker = faults / "backup.mid_stream.paused"
+    wait_for("the backup to pause", marker.exists, 60)
+    worker_pid = int(marker.read_text())
+    t0 = time.monotonic()
+    assert a.stop() == 0  # SIGTERM: waits 1 s for the job, then hands it back
+    assert time.monotonic() - t0 < 20
+    assert not _pid_alive(worker_pid)
+    back = h.json("job", "show", str(job["id"]))
+    assert (back["state"], back["reason"], back["node"]) == ("queued", "retry", None)
+    assert "1 handed back" in (logs / "a.log").read_text()
+    c = ServeNode(h, "c", logs / "c.log")  # the one node may start again at once
+    nodes.append(c)
+    done = wait_for(
+        "c to run it",
+        lambda: (j := h.json("job", "show", str(job["id"])))["state"] == "done" and j,
+        90,
+    )
+    assert (done["node"], done["attempts"]) == ("c", 2)
+    assert sorted(b["status"] for b in _backups(h)) == ["failed", "ok"]
+    assert c.stop() == 0
