@@ -182,30 +182,33 @@ class JobRepo:
             return {(r[0], r[1]) for r in conn.execute(q)}
 
     # -- jobs --------------------------------------------------------------------
-    def record_fire(
-        self, schedule_id: int, cluster_id: str, kind: str, fire: datetime, state: str
-    ) -> int | None:
-        """One row for a scheduled fire (queued, skipped or missed); None when another
-        node recorded it first (the unique (schedule, cluster, fire time))."""
+    def record_fires(self, fires: list[tuple[int, str, str, datetime, str]]) -> list[int]:
+        """Rows for scheduled fires, each (schedule id, cluster id, kind, fire time,
+        state: queued, skipped or missed), in one transaction. A fire another node
+        recorded first is left alone (the unique (schedule, cluster, fire time)). Returns
+        the ids of the rows this call inserted."""
+        if not fires:
+            return []
+        ids: list[int] = []
         with self.cat.engine.begin() as conn:
             t = self.db_now(conn)
-            over = None if state == "queued" else t
-            stmt = (
-                _insert(conn)(jobs)
-                .values(
-                    kind=kind,
-                    cluster_id=cluster_id,
-                    schedule_id=schedule_id,
-                    fire_time=fire,
-                    reason="scheduled",
-                    state=state,
-                    queued_at=t,
-                    finished_at=over,
-                )
-                .on_conflict_do_nothing()
-                .returning(jobs.c.id)
-            )
-            return conn.execute(stmt).scalar()
+            for i in range(0, len(fires), 500):
+                rows = [
+                    {
+                        "kind": kind,
+                        "cluster_id": cid,
+                        "schedule_id": sid,
+                        "fire_time": fire,
+                        "reason": "scheduled",
+                        "state": state,
+                        "queued_at": t,
+                        "finished_at": None if state == "queued" else t,
+                    }
+                    for sid, cid, kind, fire, state in fires[i : i + 500]
+                ]
+                stmt = _insert(conn)(jobs).values(rows).on_conflict_do_nothing()
+                ids += [r[0] for r in conn.execute(stmt.returning(jobs.c.id))]
+        return ids
 
     def request(self, cluster_id: str, kind: str) -> int:
         with self.cat.engine.begin() as conn:
@@ -341,6 +344,7 @@ class JobRepo:
         cluster_id: str | None = None,
         state: str | None = None,
         job_id: int | None = None,
+        job_ids: list[int] | None = None,
         limit: int = 200,
     ) -> list[JobRow]:
         q = sa.select(jobs, clusters.c.name.label("cluster")).join(
@@ -352,6 +356,8 @@ class JobRepo:
             q = q.where(jobs.c.state == state)
         if job_id is not None:
             q = q.where(jobs.c.id == job_id)
+        if job_ids is not None:
+            q = q.where(jobs.c.id.in_(job_ids))
         q = q.order_by(jobs.c.id.desc()).limit(limit)
         with self.cat.engine.connect() as conn:
             return [_job(r) for r in conn.execute(q).mappings()]

@@ -44,33 +44,37 @@ def tick(repo: JobRepo, grace: timedelta) -> TickResult:
     now = repo.db_now()
     last = repo.last_fires()
     active = repo.active_pairs()
+    fires: list[tuple[int, str, str, datetime, str]] = []
     for c in repo.clusters():
         for kind, s in effective(schedules, c.id).items():
             try:
                 since = max(last.get((s.id, c.id), EPOCH), s.modified_at, c.created_at)
                 due = cron.due(s.cron, s.timezone, since, now, grace)
-                for t in due.missed:
-                    if repo.record_fire(s.id, c.id, kind, t, "missed") is not None:
-                        res.missed += 1
-                        log.warning("%s %s: the fire of %s was missed", c.name, kind, t)
-                if due.run is None:
-                    continue
-                state = "skipped" if (c.id, kind) in active else "queued"
-                job = repo.record_fire(s.id, c.id, kind, due.run, state)
-                if job is None:
-                    continue  # another node recorded this fire
-                if state == "queued":
-                    active.add((c.id, kind))
-                    res.queued.append(job)
-                else:
-                    res.skipped += 1
-                    log.info(
-                        "%s %s: fire %s skipped, the previous run is not done",
-                        c.name,
-                        kind,
-                        due.run,
-                    )
             except Exception as exc:  # one cluster's trouble never stops the others
                 res.errors.append(f"{c.name} {kind}: {exc}")
                 log.error("schedule %s %s: %s", c.name, kind, exc)
+                continue
+            fires += [(s.id, c.id, kind, t, "missed") for t in due.missed]
+            if due.run is not None:
+                state = "skipped" if (c.id, kind) in active else "queued"
+                fires.append((s.id, c.id, kind, due.run, state))
+    inserted = set(repo.record_fires(fires))
+    if not inserted:
+        return res
+    for row in repo.list(job_ids=sorted(inserted), limit=len(inserted)):
+        if row.state == "queued":
+            res.queued.append(row.id)
+        elif row.state == "skipped":
+            res.skipped += 1
+            log.info(
+                "%s %s: fire %s skipped, the previous run is not done",
+                row.cluster,
+                row.kind,
+                row.fire_time,
+            )
+        else:
+            res.missed += 1
+            log.debug("%s %s: the fire of %s was missed", row.cluster, row.kind, row.fire_time)
+    if res.missed:
+        log.warning("%d fire(s) were missed (no node was up within scheduler_grace)", res.missed)
     return res

@@ -36,5 +36,6 @@ def run_node(
         raise UsageError("--max-jobs must be at least 1")
     name = node or socket.gethostname()
     logs.setup(svc.settings, name, verbose=verbose)
-    svc.catalog  # noqa: B018 - open (and check) the catalog before listening
-    return serve(svc, NodeOptions(name, host, port, max_jobs))
+    node_svc = Services(svc.settings, pooled=True)  # a daemon keeps its connections
+    node_svc.catalog  # noqa: B018 - open (and check) the catalog before listening
+    return serve(node_svc, NodeOptions(name, host, port, max_jobs))
