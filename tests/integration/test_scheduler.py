@@ -7,7 +7,9 @@ PostgreSQL catalog, with a real PostgreSQL 15 cluster to back up.
   nothing is left running (jobs or backups);
 - per-minute schedules ticked by both nodes give exactly one job per fire (a scheduled
   backup is followed by expire);
-- ``/health`` is 200, then 503 once the catalog is gone; SIGTERM stops a node with 0.
+- ``/health`` is 200, then 503 once the catalog is gone; SIGTERM stops a node with 0;
+- on SQLite a second node is refused; SIGTERM hands a running job back; SIGHUP reloads;
+  ``log_file`` gets the log.
 """
 
 from __future__ import annotations
@@ -236,8 +238,7 @@ def test_sqlite_one_node_and_sigterm_hands_back(
     h.register(pg_cluster, "c1", "t1")
     h.archive_to(pg_cluster)
     faults = server_dir(h.workdir / "faults")
-    logs = h.workdir / "logs"
-    logs.mkdir()
+    logs = server_dir(h.workdir / "logs")  # the server user writes log_file here
     a = ServeNode(
         h,
         "a",
@@ -261,7 +262,8 @@ def test_sqlite_one_node_and_sigterm_hands_back(
     back = h.json("job", "show", str(job["id"]))
     assert (back["state"], back["reason"], back["node"]) == ("queued", "retry", None)
     assert "1 handed back" in (logs / "a.log").read_text()
-    c = ServeNode(h, "c", logs / "c.log")  # the one node may start again at once
+    # the one node may start again at once; this one logs to a file
+    c = ServeNode(h, "c", logs / "c.log", PGHARBOR_LOG_FILE=str(logs / "c-file.log"))
     nodes.append(c)
     done = wait_for(
         "c to run it",
@@ -270,4 +272,10 @@ def test_sqlite_one_node_and_sigterm_hands_back(
     )
     assert (done["node"], done["attempts"]) == ("c", 2)
     assert sorted(b["status"] for b in _backups(h)) == ["failed", "ok"]
+    c.proc.send_signal(signal.SIGHUP)
+    file_log = logs / "c-file.log"
+    wait_for("the reload", lambda: "settings reloaded" in file_log.read_text(), 15)
+    assert c.health()[0] == 200
     assert c.stop() == 0
+    text = file_log.read_text()
+    assert f"job {job['id']}: backup c1 done" in text and "node c stopped" in text

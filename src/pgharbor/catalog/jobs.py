@@ -165,11 +165,11 @@ class JobRepo:
         with self.cat.engine.connect() as conn:
             return [ClusterRef(r[0], r[1], _aware(r[2])) for r in conn.execute(q)]
 
-    def last_fires(self) -> dict[tuple[int, str], datetime]:
-        """The newest recorded fire of each (schedule, cluster)."""
+    def last_fires(self, after: datetime) -> dict[tuple[int, str], datetime]:
+        """The newest recorded fire after ``after`` of each (schedule, cluster)."""
         q = (
             sa.select(jobs.c.schedule_id, jobs.c.cluster_id, sa.func.max(jobs.c.fire_time))
-            .where(jobs.c.schedule_id.is_not(None))
+            .where(jobs.c.schedule_id.is_not(None), jobs.c.fire_time > after)
             .group_by(jobs.c.schedule_id, jobs.c.cluster_id)
         )
         with self.cat.engine.connect() as conn:

@@ -42,7 +42,7 @@ def tick(repo: JobRepo, grace: timedelta) -> TickResult:
     if not schedules:
         return res
     now = repo.db_now()
-    last = repo.last_fires()
+    last = repo.last_fires(now - cron.LOOK_BACK)  # due() looks no further back
     active = repo.active_pairs()
     fires: list[tuple[int, str, str, datetime, str]] = []
     for c in repo.clusters():
