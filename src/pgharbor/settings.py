@@ -59,6 +59,14 @@ class Settings(FrozenRecord):
     prefetch_idle_exit: float
     verify_grace: float
     verify_content_period: float
+    log_file: str | None
+    scheduler_max_jobs: int
+    scheduler_max_backups: int
+    scheduler_poll: float
+    scheduler_lease: float
+    scheduler_grace: float
+    scheduler_stop_timeout: float
+    scheduler_max_attempts: int
     catalog_source: str | None
     config_file: str | None
     sources: dict[str, str]

@@ -211,6 +211,66 @@ SETTINGS: Final = _table(
         low=0,
         high=366 * 86400,
     ),
+    _top(
+        "log_file",
+        PATH,
+        None,
+        "pgharbor serve: append the log to this file (default: stderr, i.e. the journal)",
+        example="/var/log/pgharbor/serve.log",
+    ),
+    _top(
+        "scheduler_max_jobs", INT, 4, "pgharbor serve: jobs one node runs at once", low=1, high=256
+    ),
+    _top(
+        "scheduler_max_backups",
+        INT,
+        2,
+        "pgharbor serve: backups running at once in the whole fleet",
+        low=1,
+        high=10000,
+    ),
+    _top(
+        "scheduler_poll",
+        NUMBER,
+        5.0,
+        "pgharbor serve: seconds between two ticks (schedules, claims, heartbeats)",
+        low=0.1,
+        high=3600,
+    ),
+    _top(
+        "scheduler_lease",
+        NUMBER,
+        60.0,
+        "pgharbor serve: seconds a job's lease lasts (renewed every third of it); another "
+        "node re-runs a job whose lease ran out",
+        low=1,
+        high=86400,
+    ),
+    _top(
+        "scheduler_grace",
+        NUMBER,
+        3600.0,
+        "pgharbor serve: a fire found later than this many seconds (all nodes were down) is "
+        "recorded as missed instead of run",
+        low=0,
+        high=31 * 86400,
+    ),
+    _top(
+        "scheduler_stop_timeout",
+        NUMBER,
+        60.0,
+        "pgharbor serve: seconds SIGTERM waits for running jobs before handing them back",
+        low=0,
+        high=86400,
+    ),
+    _top(
+        "scheduler_max_attempts",
+        INT,
+        3,
+        "pgharbor serve: claims of a job whose node keeps dying before it fails",
+        low=1,
+        high=100,
+    ),
 )
 SECTIONS = ("targets", "clusters")  # the tables of tables: [targets.NAME], [clusters.NAME]
 # environment variables pgharbor reads that are not settings

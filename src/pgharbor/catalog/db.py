@@ -42,20 +42,31 @@ def head_revision() -> str:
 
 
 def make_engine(
-    url: str, *, timeout: float = 10.0, create: bool = True
+    url: str, *, timeout: float = 10.0, create: bool = True, pooled: bool = False
 ) -> tuple[Engine, CatalogURL]:
     """An engine for the catalog at ``url`` (nothing is connected yet). A SQLite file is
     created (mode 0600: the catalog is nobody else's business) only with ``create`` (the
     default, for init); without it a missing file is "not initialised" and is never
-    created behind the caller's back (SQLite is opened with mode=rw)."""
+    created behind the caller's back (SQLite is opened with mode=rw). ``pooled``: keep
+    a few PostgreSQL connections open (a long-running process such as ``serve``; each is
+    checked before use), instead of one connection per operation."""
     cu = parse_catalog_url(url)
     if cu.kind == "sqlite":
         return _sqlite_engine(cu, timeout, create), cu
-    engine = sa.create_engine(
-        cu.sqlalchemy_url,
-        connect_args={"connect_timeout": max(1, int(timeout))},
-        poolclass=sa.pool.NullPool,
-    )
+    connect_args = {"connect_timeout": max(1, int(timeout))}
+    if pooled:
+        engine = sa.create_engine(
+            cu.sqlalchemy_url,
+            connect_args=connect_args,
+            pool_size=4,
+            max_overflow=4,
+            pool_pre_ping=True,
+            pool_recycle=300,
+        )
+    else:
+        engine = sa.create_engine(
+            cu.sqlalchemy_url, connect_args=connect_args, poolclass=sa.pool.NullPool
+        )
     return engine, cu
 
 

@@ -329,8 +329,12 @@ def _cluster(r: Any) -> Cluster:
     return Cluster(**d)
 
 
-def open_catalog(url: str, *, check: bool = True, timeout: float = 10.0) -> Catalog:
-    engine, cu = db.make_engine(url, timeout=timeout, create=False)  # only init creates
+def open_catalog(
+    url: str, *, check: bool = True, timeout: float = 10.0, pooled: bool = False
+) -> Catalog:
+    engine, cu = db.make_engine(
+        url, timeout=timeout, create=False, pooled=pooled
+    )  # only init creates
     if check:
         db.require_current(engine, cu)
     return Catalog(engine, cu)

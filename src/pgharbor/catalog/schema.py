@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 
 # The newest Alembic revision in catalog/migrations/versions (checked by a unit test).
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0007"
 
 metadata = MetaData(
     naming_convention={
@@ -226,4 +226,60 @@ verify_state = Table(
     Column("cursor", String(64), nullable=False, server_default=""),  # last WAL name read
     Column("backup_cursor", String(40), nullable=False, server_default=""),  # last backup
     Column("last_run_at", DateTime(timezone=True)),
+)
+
+# schedules: the fleet default (scope "default") and per-cluster overrides (scope the
+# cluster id) of each kind; an override with enabled false turns the kind off there
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("scope", String(36), nullable=False),
+    Column("cluster_id", String(36), ForeignKey("clusters.id")),
+    Column("kind", String(16), nullable=False),  # backup, expire, verify, drill
+    Column("cron", String(128), nullable=False),
+    Column("timezone", String(64), nullable=False, server_default="UTC"),
+    Column("enabled", Boolean, nullable=False, server_default=true()),
+    *_times(),
+    UniqueConstraint("scope", "kind"),
+)
+
+# jobs: every run, scheduled or requested. One row per (schedule, cluster, fire time)
+# makes each fire exactly one job however many nodes tick. ``token`` is the fencing
+# token: raised by every claim; a result is only written under the token it was run with.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("cluster_id", String(36), ForeignKey("clusters.id"), nullable=False),
+    Column("schedule_id", Integer, ForeignKey("schedules.id")),
+    Column("fire_time", DateTime(timezone=True)),
+    Column("reason", String(16), nullable=False),  # scheduled, requested, retry
+    # queued, running, done, failed, skipped, missed
+    Column("state", String(16), nullable=False),
+    Column("node", String(128)),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("token", BigInteger, nullable=False, server_default="0"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("queued_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("result", Text),  # JSON
+    Column("error", Text),
+    UniqueConstraint("schedule_id", "cluster_id", "fire_time"),
+    Index(None, "state", "queued_at"),
+    Index(None, "cluster_id", "kind", "state"),
+)
+
+# scheduler nodes (pgharbor serve): liveness
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("version", String(32), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False),
 )

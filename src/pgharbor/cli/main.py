@@ -45,6 +45,7 @@ def _register() -> None:
         restore,
         restore_point,
         retention,
+        schedule,
         status,
         verification,
         wal,
@@ -56,6 +57,7 @@ def _register() -> None:
     verification.register(cli)
     backup.register(cli)
     retention.register(cli)
+    schedule.register(cli)
     restore.register(cli)
     restore_point.register(cli)
     key.register(cli)

@@ -13,8 +13,9 @@ if TYPE_CHECKING:
 class Services:
     """One caller's access to the fleet (a CLI run, a scheduler node, a web worker)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, pooled: bool = False) -> None:
         self.settings = settings
+        self.pooled = pooled  # keep catalog connections open (a daemon)
         self._catalog: Catalog | None = None
 
     @property
@@ -23,5 +24,7 @@ class Services:
             from pgharbor.catalog.repo import open_catalog
 
             s = self.settings
-            self._catalog = open_catalog(s.require_catalog(), timeout=s.catalog_timeout)
+            self._catalog = open_catalog(
+                s.require_catalog(), timeout=s.catalog_timeout, pooled=self.pooled
+            )
         return self._catalog

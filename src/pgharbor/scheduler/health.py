@@ -1,0 +1,48 @@
+"""The node's HTTP server (stdlib, in a thread): ``GET /health`` is 200 while the
+node's loop runs and the catalog answers, 503 otherwise, with a small JSON body. The
+monitoring and web issues add their endpoints here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+
+from pgharbor.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+
+class HasHealth(Protocol):
+    def health(self) -> tuple[bool, dict[str, Any]]: ...
+
+
+def start(node: HasHealth, host: str, port: int) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.split("?")[0] != "/health":
+                self._send(404, {"error": "not found"})
+                return
+            ok, body = node.health()
+            self._send(200 if ok else 503, body)
+
+        def _send(self, code: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("http: " + format, *args)
+
+    try:
+        server = ThreadingHTTPServer((host, port), Handler)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    return server
