@@ -26,7 +26,9 @@ from pathlib import Path
 SEGMENTS = 40
 
 
-def measure(repo: Path, work: Path) -> tuple[float, float]:
+def prepare(repo: Path, work: Path, segments: int = SEGMENTS) -> list[str]:
+    """A fresh catalog, two file targets and cluster c1 placed on both, built with the
+    checkout's own code, and ``segments + 1`` WAL segments in work/pg_wal: their names."""
     code = f"""
 import os, sys
 sys.path[:0] = [{str(repo)!r}, {str(repo / "src")!r}]
@@ -52,16 +54,20 @@ add(s, "c1", "t1", 1)
 add(s, "c1", "t2", 2)
 (tmp / "pg_wal").mkdir()
 fill = os.urandom(16384) + bytes(49152)
-for i in range(1, {SEGMENTS + 2}):
-    n = f"0000000100000000000000{{i:02X}}"
+for i in range(1, {segments + 2}):
+    n = f"00000001{{i // 256:08X}}{{i % 256:08X}}"
     (tmp / "pg_wal" / n).write_bytes(segment(n, SYSID, fill=fill))
 """
     python = repo / ".venv" / "bin" / "python"
     subprocess.run([str(python), "-c", code], check=True)
+    return sorted(p.name for p in (work / "pg_wal").iterdir())
+
+
+def measure(repo: Path, work: Path) -> tuple[float, float]:
+    names = prepare(repo, work)
     exe = str(repo / ".venv" / "bin" / "pgharbor")
     env = {**os.environ, "PGHARBOR_STATE_DIR": str(work / "state")}
     url = f"sqlite:///{work}/catalog.db"
-    names = sorted(p.name for p in (work / "pg_wal").iterdir())
 
     def push(name: str) -> float:
         began = time.perf_counter()
