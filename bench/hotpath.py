@@ -8,7 +8,9 @@ Run as the server's OS user, with a checkout's own venv, for example::
     runuser -u postgres -- REPO/.venv/bin/python bench/hotpath.py REPO [OTHER_REPO ...]
 
 Each checkout gets a fresh SQLite catalog and targets (built with its own code) and 40
-segments with valid headers that compress about 4x, as WAL does. Sources must be
+segments with valid headers that compress about 4x, as WAL does; the checkouts take
+turns segment by segment (A B C, B C A, ...), so a burst of load elsewhere on the machine
+hits them alike. Sources must be
 byte-compiled (scripts/setup does it): the postgres user cannot write __pycache__.
 """
 
@@ -63,40 +65,62 @@ for i in range(1, {segments + 2}):
     return sorted(p.name for p in (work / "pg_wal").iterdir())
 
 
-def measure(repo: Path, work: Path) -> tuple[float, float]:
-    names = prepare(repo, work)
-    exe = str(repo / ".venv" / "bin" / "pgharbor")
-    env = {**os.environ, "PGHARBOR_STATE_DIR": str(work / "state")}
-    url = f"sqlite:///{work}/catalog.db"
+class Checkout:
+    """One checkout's setup in its own work folder, and its timed pushes."""
 
-    def push(name: str) -> float:
+    def __init__(self, repo: Path, work: Path) -> None:
+        self.names = prepare(repo, work)
+        self.exe = str(repo / ".venv" / "bin" / "pgharbor")
+        self.env = {**os.environ, "PGHARBOR_STATE_DIR": str(work / "state")}
+        self.url = f"sqlite:///{work}/catalog.db"
+        self.work = work
+        self.push(self.names[0])  # the placement cache
+
+    def push(self, name: str) -> float:
+        path = str(self.work / "pg_wal" / name)
         began = time.perf_counter()
-        path = str(work / "pg_wal" / name)
-        subprocess.run([exe, "--catalog", url, "wal", "push", "c1", path], check=True, env=env)
-        return time.perf_counter() - began
+        subprocess.run(
+            [self.exe, "--catalog", self.url, "wal", "push", "c1", path], check=True, env=self.env
+        )
+        return (time.perf_counter() - began) * 1000
 
-    push(names[0])  # the placement cache
-    new = [push(n) for n in names[1:]]
-    again = [push(n) for n in names[1:]]
-    return statistics.median(new) * 1000, statistics.median(again) * 1000
+
+def one_round(repos: list[Path], top: Path) -> dict[Path, tuple[list[float], list[float]]]:
+    """Every checkout pushes segment 1, then every one segment 2, ... (the order rotating
+    per segment, so each sees the same load), then all of them again: already archived."""
+    checkouts = {r: Checkout(r.resolve(), Path(tempfile.mkdtemp(dir=top))) for r in repos}
+    new: dict[Path, list[float]] = {r: [] for r in repos}
+    again: dict[Path, list[float]] = {r: [] for r in repos}
+    for times in (new, again):
+        for i in range(1, SEGMENTS + 1):
+            for repo in repos[i % len(repos) :] + repos[: i % len(repos)]:
+                c = checkouts[repo]
+                times[repo].append(c.push(c.names[i]))
+    return {r: (new[r], again[r]) for r in repos}
+
+
+def spread(ms: list[float]) -> str:
+    q = statistics.quantiles(ms, n=4)
+    return f"{statistics.median(ms):.1f} ms ({q[0]:.1f}-{q[2]:.1f})"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("repos", nargs="+", type=Path, help="checkouts with a built .venv")
-    p.add_argument("--rounds", type=int, default=3, help="rounds, taking turns (default 3)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
     args = p.parse_args()
-    results: dict[Path, list[tuple[float, float]]] = {r: [] for r in args.repos}
+    new: dict[Path, list[float]] = {r: [] for r in args.repos}
+    again: dict[Path, list[float]] = {r: [] for r in args.repos}
     for _ in range(args.rounds):
-        for repo in args.repos:
-            with tempfile.TemporaryDirectory(prefix="pgharbor-hot-") as work:
-                results[repo].append(measure(repo.resolve(), Path(work)))
-    for repo, rounds in results.items():
-        new = statistics.median(r[0] for r in rounds)
-        again = statistics.median(r[1] for r in rounds)
+        with tempfile.TemporaryDirectory(prefix="pgharbor-hot-") as top:
+            for repo, (n, a) in one_round(args.repos, Path(top)).items():
+                new[repo] += n
+                again[repo] += a
+    for repo in args.repos:
         print(
-            f"{repo}: wal push of a new segment {new:.1f} ms, of an archived one {again:.1f} ms "
-            f"(medians of {args.rounds} rounds x {SEGMENTS} segments)"
+            f"{repo}: wal push of a new segment {spread(new[repo])}, of an archived one "
+            f"{spread(again[repo])} (median (p25-p75) of {args.rounds} rounds x {SEGMENTS} "
+            "segments, taking turns per segment)"
         )
 
 
