@@ -76,27 +76,38 @@ class Checkout:
         self.work = work
         self.push(self.names[0])  # the placement cache
 
-    def push(self, name: str) -> float:
+    def push(self, name: str) -> tuple[float, float]:
+        """(wall time, CPU time of the process: user + system), in ms. The CPU time moves
+        far less with the load of other processes than the wall time does."""
         path = str(self.work / "pg_wal" / name)
         began = time.perf_counter()
-        subprocess.run(
-            [self.exe, "--catalog", self.url, "wal", "push", "c1", path], check=True, env=self.env
+        proc = subprocess.Popen(
+            [self.exe, "--catalog", self.url, "wal", "push", "c1", path], env=self.env
         )
-        return (time.perf_counter() - began) * 1000
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = (time.perf_counter() - began) * 1000
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            raise SystemExit(f"wal push {path} failed: exit {proc.returncode}")
+        return wall, (usage.ru_utime + usage.ru_stime) * 1000
 
 
-def one_round(repos: list[Path], top: Path) -> dict[Path, tuple[list[float], list[float]]]:
+Samples = dict[str, list[float]]  # "new" / "again" x "wall" / "cpu" -> ms
+
+
+def one_round(repos: list[Path], top: Path) -> dict[Path, Samples]:
     """Every checkout pushes segment 1, then every one segment 2, ... (the order rotating
     per segment, so each sees the same load), then all of them again: already archived."""
     checkouts = {r: Checkout(r.resolve(), Path(tempfile.mkdtemp(dir=top))) for r in repos}
-    new: dict[Path, list[float]] = {r: [] for r in repos}
-    again: dict[Path, list[float]] = {r: [] for r in repos}
-    for times in (new, again):
+    out: dict[Path, Samples] = {r: {} for r in repos}
+    for what in ("new", "again"):
         for i in range(1, SEGMENTS + 1):
             for repo in repos[i % len(repos) :] + repos[: i % len(repos)]:
                 c = checkouts[repo]
-                times[repo].append(c.push(c.names[i]))
-    return {r: (new[r], again[r]) for r in repos}
+                wall, cpu = c.push(c.names[i])
+                out[repo].setdefault(f"{what} wall", []).append(wall)
+                out[repo].setdefault(f"{what} cpu", []).append(cpu)
+    return out
 
 
 def spread(ms: list[float]) -> str:
@@ -109,18 +120,19 @@ def main() -> None:
     p.add_argument("repos", nargs="+", type=Path, help="checkouts with a built .venv")
     p.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
     args = p.parse_args()
-    new: dict[Path, list[float]] = {r: [] for r in args.repos}
-    again: dict[Path, list[float]] = {r: [] for r in args.repos}
+    samples: dict[Path, Samples] = {r: {} for r in args.repos}
     for _ in range(args.rounds):
         with tempfile.TemporaryDirectory(prefix="pgharbor-hot-") as top:
-            for repo, (n, a) in one_round(args.repos, Path(top)).items():
-                new[repo] += n
-                again[repo] += a
+            for repo, got in one_round(args.repos, Path(top)).items():
+                for k, v in got.items():
+                    samples[repo].setdefault(k, []).extend(v)
+    n = f"median (p25-p75) of {args.rounds} rounds x {SEGMENTS} segments, taking turns"
+    print(f"wal push, wall time and CPU time (user + system), {n}:")
     for repo in args.repos:
+        s = samples[repo]
         print(
-            f"{repo}: wal push of a new segment {spread(new[repo])}, of an archived one "
-            f"{spread(again[repo])} (median (p25-p75) of {args.rounds} rounds x {SEGMENTS} "
-            "segments, taking turns per segment)"
+            f"{repo}: new segment {spread(s['new wall'])}, CPU {spread(s['new cpu'])}; "
+            f"archived one {spread(s['again wall'])}, CPU {spread(s['again cpu'])}"
         )
 
 
