@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""The per-segment cost of `wal push` (sync archive_command), for one or more checkouts
-side by side: the median wall time of pushing a new segment and of pushing one that is
-already archived (PostgreSQL offers a file again after a crash), to two file targets.
+"""The per-segment cost of `wal push` (sync archive_command) and `wal fetch`, for checkouts
+side by side: the median wall and CPU time of pushing a new segment, of pushing one that
+is already archived (PostgreSQL offers a file again after a crash), to two file targets,
+and of fetching one back (outside a data directory: no prefetch).
 
 Run as the server's OS user, with a checkout's own venv, for example::
 
@@ -77,34 +78,44 @@ class Checkout:
         self.push(self.names[0])  # the placement cache
 
     def push(self, name: str) -> tuple[float, float]:
+        return self.run("push", "c1", str(self.work / "pg_wal" / name))
+
+    def fetch(self, name: str) -> tuple[float, float]:
+        """restore_command outside a data directory (no prefetch), into a new file."""
+        dest = self.work / "restored"
+        dest.mkdir(exist_ok=True)
+        try:
+            return self.run("fetch", "c1", name, str(dest / name))
+        finally:
+            (dest / name).unlink()
+
+    def run(self, verb: str, *args: str) -> tuple[float, float]:
         """(wall time, CPU time of the process: user + system), in ms. The CPU time moves
         far less with the load of other processes than the wall time does."""
-        path = str(self.work / "pg_wal" / name)
         began = time.perf_counter()
-        proc = subprocess.Popen(
-            [self.exe, "--catalog", self.url, "wal", "push", "c1", path], env=self.env
-        )
+        proc = subprocess.Popen([self.exe, "--catalog", self.url, "wal", verb, *args], env=self.env)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = (time.perf_counter() - began) * 1000
         proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode != 0:
-            raise SystemExit(f"wal push {path} failed: exit {proc.returncode}")
+            raise SystemExit(f"wal {verb} {' '.join(args)} failed: exit {proc.returncode}")
         return wall, (usage.ru_utime + usage.ru_stime) * 1000
 
 
-Samples = dict[str, list[float]]  # "new" / "again" x "wall" / "cpu" -> ms
+Samples = dict[str, list[float]]  # "new" / "again" / "fetch" x "wall" / "cpu" -> ms
 
 
 def one_round(repos: list[Path], top: Path) -> dict[Path, Samples]:
     """Every checkout pushes segment 1, then every one segment 2, ... (the order rotating
-    per segment, so each sees the same load), then all of them again: already archived."""
+    per segment, so each sees the same load), then all of them again (already archived),
+    then every one fetches them back."""
     checkouts = {r: Checkout(r.resolve(), Path(tempfile.mkdtemp(dir=top))) for r in repos}
     out: dict[Path, Samples] = {r: {} for r in repos}
-    for what in ("new", "again"):
+    for what in ("new", "again", "fetch"):
         for i in range(1, SEGMENTS + 1):
             for repo in repos[i % len(repos) :] + repos[: i % len(repos)]:
                 c = checkouts[repo]
-                wall, cpu = c.push(c.names[i])
+                wall, cpu = c.fetch(c.names[i]) if what == "fetch" else c.push(c.names[i])
                 out[repo].setdefault(f"{what} wall", []).append(wall)
                 out[repo].setdefault(f"{what} cpu", []).append(cpu)
     return out
@@ -127,12 +138,13 @@ def main() -> None:
                 for k, v in got.items():
                     samples[repo].setdefault(k, []).extend(v)
     n = f"median (p25-p75) of {args.rounds} rounds x {SEGMENTS} segments, taking turns"
-    print(f"wal push, wall time and CPU time (user + system), {n}:")
+    print(f"wal push and wal fetch, wall time and CPU time (user + system), {n}:")
     for repo in args.repos:
         s = samples[repo]
         print(
             f"{repo}: new segment {spread(s['new wall'])}, CPU {spread(s['new cpu'])}; "
-            f"archived one {spread(s['again wall'])}, CPU {spread(s['again cpu'])}"
+            f"archived one {spread(s['again wall'])}, CPU {spread(s['again cpu'])}; "
+            f"wal fetch {spread(s['fetch wall'])}, CPU {spread(s['fetch cpu'])}"
         )
 
 
