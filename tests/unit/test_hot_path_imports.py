@@ -21,33 +21,33 @@ from tests.fixtures.walgen import history, segment
 from tests.unit.test_push_fetch import Env
 
 # What each would add to a wal push: bench/imports.py, the marginal import cost after
-# what a push loads (median of 40 fresh interpreters as postgres, 2 shared cores), and
-# its share of a whole push of a new segment timed in the same loop (median 151 ms
-# there, under load; ~55-85 ms on a quieter machine). Forbidden when it is >= ~2%.
-# Allowed, as measured: re (3.7 ms) and enum (1.6 ms), which the console script pip
-# writes imports before any pgharbor code (0 ms on the hot path); json (1.4 ms, 0.9%,
-# once re is loaded), contextlib (0.5 ms, 0.3%), secrets (1.5 ms, 1.0%) and platform
-# (1.8 ms, 1.2%; only the zstandard package pulls it in).
+# what a push loads (median of 40 fresh interpreters as postgres, 2 shared cores, load
+# 1.6-3.6; docs/benchmarks.md), as a share of a whole push of a new segment on that
+# machine (70.5 ms; a fetch 57 ms). Forbidden when it is >= ~2%. Allowed, as measured:
+# re (3.1 ms) and enum (1.1 ms), which the console script pip writes imports before any
+# pgharbor code (0 ms on the hot path); json (1.1 ms, 1.5%, once re is loaded),
+# contextlib (0.4 ms, 0.6%), secrets (1.1 ms, 1.6%) and platform (1.3 ms, 1.9%; only
+# the zstandard package pulls it in).
 FORBIDDEN = {
-    "pathlib": "5.3 ms, 3.5%",
-    "dataclasses": "15 ms, 10% (and ~1.2 ms per frozen class; a Record 0.01 ms)",
-    "typing": "7.1 ms, 4.7%",
-    "urllib.parse": "3.2 ms, 2.1%",
-    "logging": "12 ms, 7.7%",
-    "subprocess": "6.3 ms, 4.2% (the resident helpers' spawn imports it)",
-    "concurrent.futures": "17 ms, 12%",
-    "tomllib": "12 ms, 8.1% (only with a config file)",
-    "zstandard": "the package's __init__ 11 ms, 7%; its C backend alone 0.7 ms, 0.4%",
+    "pathlib": "3.9 ms, 5.5%",
+    "dataclasses": "11.5 ms, 16% (and ~0.7 ms per frozen class; a Record 0.006 ms)",
+    "typing": "3.1 ms, 4.3%",
+    "urllib.parse": "2.2 ms, 3.2%",
+    "logging": "6.0 ms, 8.5%",
+    "subprocess": "3.8 ms, 5.4% (the resident helpers' spawn imports it)",
+    "concurrent.futures": "8.5 ms, 12%",
+    "tomllib": "7.2 ms, 10% (only with a config file)",
+    "zstandard": "the package's __init__ 6.2 ms, 8.8%; its C backend alone 0.5 ms, 0.7%",
     "pgharbor.crypto": "no encryption key configured: not needed",
-    "cryptography": "31 ms, 21% (with a key only)",
-    "sqlalchemy": "441 ms",
-    "alembic": "567 ms",
-    "click": "38 ms, 25%",
-    "rich": "6.5 ms, 4.3%",
-    "boto3": "251 ms (an s3 target only)",
+    "cryptography": "12.8 ms, 18% (with a key only)",
+    "sqlalchemy": "179 ms",
+    "alembic": "358 ms",
+    "click": "23 ms, 32%",
+    "rich": "5.3 ms, 7.5%",
+    "boto3": "149 ms (an s3 target only)",
     "botocore": "with boto3",
-    "paramiko": "232 ms (an ssh target only)",
-    "psycopg": "201 ms (a PostgreSQL catalog only)",
+    "paramiko": "143 ms (an ssh target only)",
+    "psycopg": "153 ms (a PostgreSQL catalog only)",
 }
 
 # The modules that run once per WAL segment: what the runs below load, all of them (a
