@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import _thread
 import hashlib
+import json
 import os
 import struct
 import sys
 
-from pgharbor import fastjson
 from pgharbor.errors import EncryptionError, IntegrityError
 from pgharbor.plain import FrozenRecord
 
@@ -113,7 +113,7 @@ class Meta(FrozenRecord):
 
 
 def _json(d: dict[str, Any]) -> bytes:
-    return fastjson.dumps_compact(d).encode()
+    return json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
 
 
 def sha256(data: bytes | memoryview) -> str:
@@ -273,7 +273,7 @@ def read_meta(head: bytes) -> Meta:
     if len(head) < end:
         raise IntegrityError("object header is truncated")
     try:
-        d = _check_fields(fastjson.loads(head[PREFIX:end]))
+        d = _check_fields(json.loads(head[PREFIX:end]))
         if d.get("encryption") is not None:
             d.setdefault("compression", "")  # hidden in the ciphertext
         return Meta.from_dict(d)
@@ -307,7 +307,7 @@ def _decrypt(meta: Meta, prefix: bytes, sealed: bytes, keys: Keyring | None) -> 
     inner = key.decrypt(nonce, sealed, prefix, meta.name)
     try:
         (n,) = _LEN.unpack_from(inner, 0)
-        d = _check_fields(fastjson.loads(inner[_LEN.size : _LEN.size + n]))
+        d = _check_fields(json.loads(inner[_LEN.size : _LEN.size + n]))
         meta = meta.replace(size=d["size"], sha256=d["sha256"], compression=d["compression"])
     except (struct.error, ValueError, TypeError, KeyError, RecursionError) as exc:
         raise IntegrityError(f"{meta.name}: inner header is corrupt: {exc}"[:300]) from None

@@ -9,11 +9,11 @@ import os
 import shlex
 import shutil
 import sys
+from pathlib import Path
 
 from pgharbor.catalog.urls import parse_catalog_url, redact_conninfo, strip_password
 from pgharbor.errors import ConfigError
 from pgharbor.model import Cluster
-from pgharbor.plain import absolute_path
 from pgharbor.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ def pgharbor_command(settings: Settings) -> str:
     password: a note (a log warning) then says where the password must be instead."""
     parts = [_executable()]
     if settings.config_file is not None:
-        parts += ["--config", absolute_path(settings.config_file)]
+        parts += ["--config", str(Path(settings.config_file).absolute())]
     if settings.catalog and settings.catalog_source != "config":
         url = settings.catalog
         if parse_catalog_url(url).kind == "postgresql":

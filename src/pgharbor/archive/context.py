@@ -10,11 +10,12 @@ On the database host, below ``state_dir``:
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import json
 import os
 import sys
 
-from pgharbor import fastjson
 from pgharbor.catalog import lite
 from pgharbor.catalog.urls import parse_catalog_url
 from pgharbor.errors import CatalogError, CatalogRejected, ConfigError, NotFound
@@ -50,7 +51,6 @@ _TAB = b"\t"
 
 def _frame(row: Mapping[str, Any]) -> bytes:
     import binascii
-    import json
 
     body = json.dumps(row, sort_keys=True).encode()
     return body + _TAB + f"{binascii.crc32(body):08x}".encode() + b"\n"
@@ -67,7 +67,7 @@ def _unframe(line: bytes) -> dict[str, Any] | str:
     else:
         body = line  # written before records were framed: plain JSON
     try:
-        row = fastjson.loads(body)
+        row = json.loads(body)
     except (ValueError, RecursionError):
         return "not JSON"
     if not isinstance(row, dict) or not all(
@@ -98,12 +98,10 @@ class LocalState:
     def save_cache(self, data: Mapping[str, Any]) -> None:
         try:
             with open(self.cache, "rb") as f:
-                if fastjson.loads(f.read()) == data:
-                    return  # the usual case: nothing changed, and no json import
+                if json.loads(f.read()) == data:
+                    return  # the usual case: nothing changed
         except (OSError, ValueError, RecursionError):
             pass
-        import json
-
         blob = json.dumps(data, sort_keys=True, indent=1).encode()
         try:
             self._ensure(self.cache)
@@ -115,7 +113,7 @@ class LocalState:
         """The cached cluster, or None; a damaged cache is set aside (warning)."""
         try:
             with open(self.cache, "rb") as f:
-                data = fastjson.loads(f.read())
+                data = json.loads(f.read())
             Cluster.from_dict(data)  # the shape the hot path needs
             return dict(data)
         except FileNotFoundError:
@@ -240,8 +238,6 @@ class LocalState:
             return
         except CatalogRejected:
             conn.rollback()
-        import json
-
         for row in rows:
             try:
                 lite.upsert_copies(conn, kind, [row])
@@ -294,10 +290,8 @@ class HotSession:
                 return "catalog"
             except Exception as exc:
                 self.catalog_error = str(exc) or type(exc).__name__
-                try:  # noqa: SIM105 - no contextlib import on the hot path
+                with contextlib.suppress(Exception):
                     self.conn.rollback()
-                except Exception:
-                    pass
         if not rows:
             return "journal"
         try:
@@ -330,8 +324,6 @@ class HotSession:
 
     def close(self) -> None:
         if self.conn is not None:
-            try:  # noqa: SIM105 - no contextlib import on the hot path
+            with contextlib.suppress(Exception):
                 self.conn.close()
-            except Exception:
-                pass
             self.conn = None

@@ -3,6 +3,7 @@ atomically to DEST. Used as PostgreSQL's restore_command."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -65,10 +66,8 @@ def write_atomic(dest: str, data: bytes, *, durable: bool = False) -> None:
             finally:
                 os.close(dfd)
     except OSError as exc:
-        try:  # noqa: SIM105 - no contextlib import on the hot path
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise UsageError(f"cannot write {dest}: {exc.strerror or exc}") from None
 
 

@@ -10,6 +10,7 @@ timeline) and only asks for it again after a pause, so nothing probes endlessly.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -87,10 +88,8 @@ def note_fetched(settings: Settings, cluster: str, pgdata: str, name: str) -> No
 
 
 def _unlink(path: str) -> None:
-    try:  # noqa: SIM105 - no contextlib import on the hot path
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def window(wanted: str, depth: int, segment_size: int) -> list[str]:

@@ -15,13 +15,13 @@ import logging
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from pgharbor.archive.context import HotSession
 from pgharbor.archive.push import describe_degraded, store_file
 from pgharbor.archive.spool import Spool, spawn_pusher
 from pgharbor.errors import PgharborError
-from pgharbor.plain import absolute_path
 from pgharbor.settings import Settings
 
 __all__ = ["Pusher", "ready_files", "run_pusher", "spawn_pusher"]
@@ -199,4 +199,6 @@ class Pusher:
 def run_pusher(settings: Settings, cluster: str, pgdata: str) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     workers = settings.async_workers or max(2, os.cpu_count() or 2)
-    return Pusher(settings, cluster, absolute_path(pgdata), workers, settings.async_idle_exit).run()
+    return Pusher(
+        settings, cluster, str(Path(pgdata).absolute()), workers, settings.async_idle_exit
+    ).run()

@@ -16,6 +16,7 @@ every file until archive_command reports it archived, so nothing is ever dropped
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from pgharbor.archive.daemon import hold_lock, lock_held, spawn
@@ -29,10 +30,8 @@ SPOOL = "pg_wal/pgharbor-spool"
 
 def _unlink(path: str) -> None:
     """Remove a file that may already be gone."""
-    try:  # noqa: SIM105 - no contextlib import on the hot path
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 class Spool:

@@ -12,13 +12,13 @@ cluster has one), written before the manifest: a manifest never names missing pa
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from pgharbor import envelope
 from pgharbor.errors import IntegrityError
 from pgharbor.storage.base import Storage
 from pgharbor.storage.layout import backup_prefix, manifest_key, part_key
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pgharbor.crypto import Keyring
 

@@ -32,9 +32,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import zstandard
+
 from pgharbor import crypto, faultpoint
 from pgharbor.backup.chunkdb import ChunkIndex, Location
-from pgharbor.envelope import decompress, zstd  # zstandard, as the archive path loads it
+from pgharbor.envelope import decompress
 from pgharbor.errors import EncryptionError, IntegrityError, ObjectNotFound, StorageError
 from pgharbor.storage.base import Storage
 from pgharbor.storage.layout import INDEXES, PACKS, index_key, pack_key, quarantine_key
@@ -100,7 +102,7 @@ class ChunkCodec:
 
     def encode(self, raw: bytes | memoryview) -> bytes:
         if self.compression == "zstd":
-            data: bytes = zstd().ZstdCompressor(level=self.level).compress(raw)
+            data: bytes = zstandard.ZstdCompressor(level=self.level).compress(raw)
             if len(data) < len(raw):
                 return bytes([_ZSTD]) + data
         return bytes([_NONE]) + bytes(raw)
@@ -329,7 +331,6 @@ class ChunkStore:
     def _write_pack(
         self, pack: str, data: bytes, entries: list[tuple[bytes, int, int, int]]
     ) -> None:
-        zstandard = zstd()
         self.storage.put(pack_key(pack), data)
         faultpoint.point("chunks.pack_written")  # a pack without its index
         doc = {

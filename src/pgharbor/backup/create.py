@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from pgharbor import faultpoint
 from pgharbor.access import chunk_codec
@@ -44,7 +45,6 @@ from pgharbor.storage.claim import check_claim
 from pgharbor.storage.factory import open_storage
 from pgharbor.storage.layout import manifest_key, ref_key, wal_key
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pgharbor.pg.basebackup import BaseBackupStream
 

@@ -6,6 +6,8 @@ Accepted: ``sqlite:////abs/path.db``, ``sqlite:///rel/path.db``, a bare file pat
 
 from __future__ import annotations
 
+import re
+
 from pgharbor.errors import ConfigError
 from pgharbor.plain import FrozenRecord, absolute_path
 
@@ -52,8 +54,6 @@ def redact_conninfo(text: str) -> str:
     ``***``: ``user:pw@`` in a URL, ``password=`` (and ``sslpassword=``) in a URL's query
     or among key/value settings (quoted values included). For messages and listings: it
     rather hides too much (everything up to the last ``@``) than too little."""
-    import re  # only when a message is made: not on the hot path's normal run
-
     if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", text):
         head, _, rest = text.partition("://")
         creds, at, tail = rest.rpartition("@")
@@ -67,8 +67,6 @@ def strip_password(url: str) -> tuple[str, bool]:
     """A PostgreSQL URL without its password (``user:pw@`` and ``password=`` query
     settings), and whether it had one: what may be written into a command line, the
     password then coming from ~/.pgpass, PGPASSFILE or a service file."""
-    import re
-
     head, _, rest = url.partition("://")
     end = rest.find("/") if "/" in rest else len(rest)
     # libpq: the user info ends at the first "@" before the first "/"; taking the last

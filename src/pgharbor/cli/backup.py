@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -10,7 +11,6 @@ from pgharbor.cli.context import AppContext, pass_app
 from pgharbor.render.output import emit_json, emit_table, fmt_bytes, fmt_time
 from pgharbor.services import backups, retention
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pgharbor.backup.verify import PlacementCheck
 

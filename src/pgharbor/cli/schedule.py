@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from pgharbor.cli.context import AppContext, pass_app
 from pgharbor.render.output import emit_json, emit_table, fmt_time
 from pgharbor.services import jobs, schedules, serve
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pgharbor.services.jobs import JobView
 

@@ -7,13 +7,12 @@ A copy counts only where the claim is there and matches: a bare mount point (a f
 system that failed to mount), another bucket or prefix, an emptied root, or the same
 storage reached through two target names all fail the check, so *required copies*
 always means copies on the distinct storage the placements were set up on.
-
-Lean (the archive hot path checks claims on every push): no json import.
 """
 
 from __future__ import annotations
 
-from pgharbor import fastjson
+import json
+
 from pgharbor.errors import ObjectNotFound, WrongTarget
 from pgharbor.storage.layout import descriptor_key
 
@@ -34,7 +33,7 @@ def read_json(storage: Storage, key: str) -> dict[str, Any] | None:
     except ObjectNotFound:
         return None
     try:
-        doc = fastjson.loads(blob) if len(blob) < 65536 else None
+        doc = json.loads(blob) if len(blob) < 65536 else None
     except (ValueError, RecursionError):
         doc = None
     if not isinstance(doc, dict):

@@ -7,6 +7,7 @@ replaced), and the folder is fsynced so the new name itself is durable.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import time
@@ -123,10 +124,8 @@ class FileStorage:
                     os.unlink(tmp)
             fsync_dir(folder)
         except OSError as exc:
-            try:  # noqa: SIM105 - no contextlib import on the hot path
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            except OSError:
-                pass
             raise self._error(exc, key) from exc
 
     def get(self, key: str) -> bytes:
