@@ -20,6 +20,7 @@ from pgharbor.plain import absolute_path
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import logging
     from concurrent.futures import Future
 
     from pgharbor.settings import Settings
@@ -98,13 +99,121 @@ def window(wanted: str, depth: int, segment_size: int) -> list[str]:
     return [segment_name(w.timeline, n, segment_size) for n in range(first, first + depth)]
 
 
-def run_prefetcher(settings: Settings, cluster: str, pgdata_arg: str) -> int:
-    # the resident process only: wal fetch itself never imports these
-    import logging
-    from concurrent.futures import ThreadPoolExecutor
+class Prefetcher:
+    """The resident prefetcher's loop: keep the ``depth`` segments after the one
+    PostgreSQL wants in the cache, read by ``workers`` threads."""
 
-    from pgharbor.archive.context import HotSession
-    from pgharbor.archive.fetch import read_archived, write_atomic
+    def __init__(self, settings: Settings, cluster: str, cache: Cache) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from pgharbor.archive.context import HotSession
+
+        self.settings, self.cluster, self.cache = settings, cluster, cache
+        session = HotSession(settings, cluster)
+        session.close()
+        self.ctx = session.ctx
+        self.depth, self.workers = settings.prefetch_depth, settings.prefetch_workers
+        self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="prefetch")
+        self.inflight: dict[str, Future[bytes | None]] = {}
+        self.missing_until: dict[str, float] = {}
+        self.degraded: set[str] = set()
+        self.written: set[str] = set()
+        self.last_wanted, self.changed = "", time.monotonic()
+
+    def get(self, name: str) -> bytes | None:
+        from pgharbor.archive.fetch import read_archived
+
+        found = read_archived(self.settings, self.ctx, parse_name(name))
+        if found is None:
+            return None
+        data, target, problems = found
+        if problems:  # degraded: leave it to wal fetch, which says so in PostgreSQL's log
+            raise Degraded(f"read from {target} after: " + "; ".join(problems))
+        return data
+
+    def wanted(self) -> str:
+        """The segment PostgreSQL wants next: what wal fetch wrote, or, when restore_command's
+        shell fast path took files we wrote (it renames them into place without running
+        pgharbor), the newest file taken."""
+        try:
+            with open(self.cache.wanted) as f:
+                wanted = f.read().strip()
+        except FileNotFoundError:
+            wanted = ""
+        taken = [n for n in self.written if not os.path.exists(os.path.join(self.cache.root, n))]
+        if taken:
+            self.written.difference_update(taken)
+            newest = max(taken)
+            if newest > wanted:
+                wanted = newest
+                self.cache.want(wanted)
+        return wanted
+
+    def trim(self, keep: set[str]) -> None:
+        """Keep the cache to the window."""
+        for entry in os.listdir(self.cache.root):
+            if entry not in keep and not entry.startswith((".", "wanted", "prefetch")):
+                _unlink(os.path.join(self.cache.root, entry))
+                self.written.discard(entry)
+
+    def collect(self, keep: set[str], now: float, log: logging.Logger) -> None:
+        """Write what finished reading (still in the window); note what is missing."""
+        for name, fut in list(self.inflight.items()):
+            if not fut.done():
+                continue
+            del self.inflight[name]
+            try:
+                data = fut.result()
+            except Degraded as exc:
+                log.warning("%s: %s; not prefetched (wal fetch reports it)", name, exc)
+                self.degraded.add(name)
+                continue
+            except Exception as exc:  # unreachable target or corrupt copy: retry later
+                log.warning("%s: %s", name, exc)
+                self.missing_until[name] = now + 2.0
+                continue
+            if data is None:
+                self.missing_until[name] = now + 1.0  # the end of the archive, for now
+            elif name in keep:
+                from pgharbor.archive.fetch import write_atomic
+
+                write_atomic(os.path.join(self.cache.root, name), data, durable=True)
+                self.written.add(name)
+
+    def submit(self, names: list[str], now: float) -> None:
+        for name in names:
+            if (
+                name in self.inflight
+                or name in self.degraded
+                or os.path.exists(os.path.join(self.cache.root, name))
+            ):
+                continue
+            if self.missing_until.get(name, 0) > now:
+                break  # nothing past a missing segment: it ends the timeline for now
+            if len(self.inflight) >= self.workers:
+                break
+            self.inflight[name] = self.pool.submit(self.get, name)
+
+    def run(self, log: logging.Logger) -> None:
+        """Until nothing new was wanted for ``prefetch_idle_exit`` seconds."""
+        while True:
+            wanted = self.wanted()
+            now = time.monotonic()
+            if wanted != self.last_wanted:
+                self.last_wanted, self.changed = wanted, now
+            elif now - self.changed > self.settings.prefetch_idle_exit:
+                return
+            names = window(wanted, self.depth, self.ctx.wal_segment_size) if wanted else []
+            keep = set(names)
+            self.trim(keep)
+            self.collect(keep, now, log)
+            self.submit(names, now)
+            time.sleep(0.02 if self.inflight else 0.1)
+
+
+def run_prefetcher(settings: Settings, cluster: str, pgdata_arg: str) -> int:
+    # the resident process only: wal fetch itself never imports logging or threads
+    import logging
 
     log = logging.getLogger("pgharbor.prefetch")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -114,88 +223,18 @@ def run_prefetcher(settings: Settings, cluster: str, pgdata_arg: str) -> int:
     if fd is None:
         return 0
     cache.clear("wanted")  # no file from before this prefetcher is trusted (a crash)
-    session = HotSession(settings, cluster)
-    session.close()
-    ctx = session.ctx
-    depth, workers = settings.prefetch_depth, settings.prefetch_workers
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prefetch")
-    inflight: dict[str, Future[bytes | None]] = {}
-    missing_until: dict[str, float] = {}
-    degraded: set[str] = set()
-    last_wanted, changed = "", time.monotonic()
-    written: set[str] = set()
-
-    def get(name: str) -> bytes | None:
-        found = read_archived(settings, ctx, parse_name(name))
-        if found is None:
-            return None
-        data, target, problems = found
-        if problems:  # degraded: leave it to wal fetch, which says so in PostgreSQL's log
-            raise Degraded(f"read from {target} after: " + "; ".join(problems))
-        return data
-
-    log.info("prefetcher for %s in %s: depth %d, %d workers", cluster, cache.root, depth, workers)
+    prefetcher = Prefetcher(settings, cluster, cache)
+    log.info(
+        "prefetcher for %s in %s: depth %d, %d workers",
+        cluster,
+        cache.root,
+        prefetcher.depth,
+        prefetcher.workers,
+    )
     try:
-        while True:
-            try:
-                with open(cache.wanted) as f:
-                    wanted = f.read().strip()
-            except FileNotFoundError:
-                wanted = ""
-            # a file we wrote that is gone was taken by restore_command: its shell fast
-            # path renames it into place without running pgharbor, so the window moves
-            # on from the newest file taken
-            taken = [n for n in written if not os.path.exists(os.path.join(cache.root, n))]
-            if taken:
-                written.difference_update(taken)
-                newest = max(taken)
-                if newest > wanted:
-                    wanted = newest
-                    cache.want(wanted)
-            now = time.monotonic()
-            if wanted != last_wanted:
-                last_wanted, changed = wanted, now
-            elif now - changed > settings.prefetch_idle_exit:
-                break
-            names = window(wanted, depth, ctx.wal_segment_size) if wanted else []
-            keep = set(names)
-            for entry in os.listdir(cache.root):  # keep the cache to the window
-                if entry not in keep and not entry.startswith((".", "wanted", "prefetch")):
-                    _unlink(os.path.join(cache.root, entry))
-                    written.discard(entry)
-            for name, fut in list(inflight.items()):
-                if fut.done():
-                    del inflight[name]
-                    try:
-                        data = fut.result()
-                    except Degraded as exc:
-                        log.warning("%s: %s; not prefetched (wal fetch reports it)", name, exc)
-                        degraded.add(name)
-                        continue
-                    except Exception as exc:  # unreachable target or corrupt copy: retry later
-                        log.warning("%s: %s", name, exc)
-                        missing_until[name] = now + 2.0
-                        continue
-                    if data is None:
-                        missing_until[name] = now + 1.0  # the end of the archive, for now
-                    elif name in keep:
-                        write_atomic(os.path.join(cache.root, name), data, durable=True)
-                        written.add(name)
-            for name in names:
-                if (
-                    name in inflight
-                    or name in degraded
-                    or os.path.exists(os.path.join(cache.root, name))
-                ):
-                    continue
-                if missing_until.get(name, 0) > now:
-                    break  # nothing past a missing segment: it ends the timeline for now
-                if len(inflight) >= workers:
-                    break
-                inflight[name] = pool.submit(get, name)
-            time.sleep(0.02 if inflight else 0.1)
+        prefetcher.run(log)
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        prefetcher.pool.shutdown(wait=False, cancel_futures=True)
         cache.clear()  # clean after use
         os.close(fd)
         log.info("prefetcher for %s exits", cluster)
