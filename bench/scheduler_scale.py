@@ -59,8 +59,8 @@ def setup(url: str, srv: Server, n_clusters: int, n_wal: int, target_root: Path)
           SELECT id, 't1', 1, true, now(), now() FROM clusters;
         INSERT INTO wal_copies (cluster_id, target_id, name, timeline, size, checksum,
               archived_at, status)
-          SELECT c.id, 't1', '00000001' || lpad(to_hex(s / 256), 8, '0')
-                 || lpad(to_hex(s % 256), 8, '0'), 1, 16777216, 'sha256:x',
+          SELECT c.id, 't1', '00000001' || upper(lpad(to_hex(s / 256), 8, '0')
+                 || lpad(to_hex(s % 256), 8, '0')), 1, 16777216, 'sha256:x',
                  now() - (({per} - s) * interval '1 minute'), 'ok'
           FROM clusters c, generate_series(1, {per}) s;
         INSERT INTO schedules (scope, kind, cron, timezone, enabled, created_at, modified_at)
