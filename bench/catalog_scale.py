@@ -14,13 +14,17 @@ the engine as they run, for one cluster).
 
 Usage (as root: re-runs itself as postgres), from the repository:
     .venv/bin/python bench/catalog_scale.py [--clusters 1000] [--wal 1000000]
-        [--sample 1000] [--out bench/out/catalog.json]
+        [--sample 1000] [--tickers 0] [--poll 3] [--out bench/out/catalog.json]
+
+With ``--tickers 3`` three processes tick every schedule every ``--poll`` seconds (the
+tick ``pgharbor serve`` runs, as in scheduler_scale.py) while the queries are timed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import shutil
 import statistics
@@ -35,7 +39,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cluster import Server  # noqa: E402
-from scheduler_scale import pct, say, setup  # noqa: E402
+from scheduler_scale import pct, say, setup, ticker  # noqa: E402
 
 BACKUPS = 12  # per cluster
 HELD = 2  # the second oldest backup of each cluster is held
@@ -186,6 +190,10 @@ def main() -> int:
     ap.add_argument("--clusters", type=int, default=1000)
     ap.add_argument("--wal", type=int, default=1_000_000)
     ap.add_argument("--sample", type=int, default=1000, help="clusters timed (all: 1000)")
+    ap.add_argument(
+        "--tickers", type=int, default=0, help="processes ticking every schedule meanwhile"
+    )
+    ap.add_argument("--poll", type=float, default=3, help="seconds between their ticks")
     ap.add_argument("--out", default=str(Path(__file__).parent / "out" / "catalog.json"))
     args = ap.parse_args()
     if os.geteuid() == 0:
@@ -215,7 +223,33 @@ def main() -> int:
         out["setup_s"] = round(time.perf_counter() - t0, 1)
         out["backups"] = int(srv.sql("SELECT count(*) FROM backups", db="pgharbor"))
         say(f"catalog ready in {out['setup_s']} s ({out['backups']} backups)")
-        out.update(measure(url, args.sample))
+        ctx = mp.get_context("spawn")
+        q = ctx.Queue()
+        procs = [
+            ctx.Process(target=ticker, args=(url, 3600, args.poll, q)) for _ in range(args.tickers)
+        ]
+        for p in procs:
+            p.start()
+        try:
+            out["tickers"] = args.tickers
+            out.update(measure(url, args.sample))
+        finally:
+            for p in procs:
+                p.terminate()
+                p.join()
+        if procs:
+            out["jobs_recorded_meanwhile"] = int(
+                srv.sql(
+                    "SELECT count(*) FROM jobs WHERE node IS DISTINCT FROM 'old'", db="pgharbor"
+                )
+            )
+            out["fires_with_more_than_one_job"] = int(
+                srv.sql(
+                    "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE schedule_id IS NOT NULL "
+                    "GROUP BY schedule_id, cluster_id, fire_time HAVING count(*) > 1) d",
+                    db="pgharbor",
+                )
+            )
         for k in ("verify_scan", "expire_dry_run"):
             m = out[k]
             say(f"{k}: median {m['ms_median']} ms, p95 {m['ms_p95']} ms, sweep {m['sweep_s']} s")
