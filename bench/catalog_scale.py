@@ -106,11 +106,17 @@ def explain(engine: Any, captured: list[tuple[str, Any]]) -> list[dict[str, Any]
                 "EXPLAIN (ANALYZE, BUFFERS, FORMAT TEXT) " + statement, params
             ).all()
             plan = [r[0] for r in rows]
+            conn.rollback()  # the same statement with no index to use: what they buy
+            for kind in ("indexscan", "bitmapscan", "indexonlyscan"):
+                conn.exec_driver_sql(f"SET LOCAL enable_{kind} = off")
+            bare = conn.exec_driver_sql("EXPLAIN ANALYZE " + statement, params).all()
+            conn.rollback()
             out.append(
                 {
                     "sql": " ".join(statement.split())[:160],
                     "plan": [p for p in plan if "Scan" in p or "Join" in p or "Loop" in p],
                     "time": plan[-1].strip(),
+                    "time_without_indexes": bare[-1][0].strip(),
                 }
             )
     return out
