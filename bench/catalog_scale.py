@@ -8,8 +8,8 @@ Times, per cluster and for the whole fleet's sweep:
   backups, the expected set and what it lacks; the catalog part of a verify run),
 - ``expire --dry-run`` (services.retention.expire(..., dry_run=True): backup.expire
   make_plan over backups, holds, policy, gaps and WAL rows),
-and checks that every cluster's scan finds no gap and every plan deletes the same
-backups. Then shows EXPLAIN ANALYZE of every statement these two send (captured from
+and checks the answers: the one segment removed from cluster c00007 is the only gap
+found (lost: archived long ago), and every plan deletes the same six backups. Then shows EXPLAIN ANALYZE of every statement these two send (captured from
 the engine as they run, for one cluster).
 
 Usage (as root: re-runs itself as postgres), from the repository:
@@ -77,6 +77,17 @@ def add_backups(srv: Server, n_wal: int, n_clusters: int) -> None:
           VALUES ('default', NULL, 5, NULL, 2, now());
         ANALYZE;
         """,
+        db="pgharbor",
+    )
+
+
+GAP_CLUSTER, GAP_SEGMENT = "c00007", 0x1F5  # one segment gone: its scan must find it
+
+
+def remove_segment(srv: Server) -> None:
+    srv.sql(
+        f"DELETE FROM wal_copies WHERE cluster_id = '{GAP_CLUSTER}' "
+        f"AND name = '00000001{GAP_SEGMENT // 256:08X}{GAP_SEGMENT % 256:08X}'",
         db="pgharbor",
     )
 
@@ -165,7 +176,14 @@ def measure(url: str, sample: int) -> dict[str, Any]:
     times, scans = timed(scan, names)
     out["verify_scan"] = summary(times)
     out["verify_scan"]["wall_s"] = round(time.perf_counter() - t0, 1)
-    out["verify_scan"]["clusters_with_gaps"] = sum(bool(s.runs or s.lag) for s, _ in scans)
+    gaps = {
+        r.cluster: [(g.timeline, g.first, g.last, g.state) for g in s.runs]
+        for s, r in scans
+        if s.runs or s.lag
+    }
+    out["verify_scan"]["gaps_found"] = gaps
+    if GAP_CLUSTER in names:  # the removed segment, and nothing else, is a gap
+        assert gaps == {GAP_CLUSTER: [(1, GAP_SEGMENT, GAP_SEGMENT, "lost")]}, gaps
     out["verify_scan"]["problems"] = sum(len(r.problems) for _, r in scans)
     first = {t: list(v) for t, v in scans[0][0].expected.items()}
     out["verify_scan"]["expected_segnos_first_cluster"] = first
@@ -175,6 +193,7 @@ def measure(url: str, sample: int) -> dict[str, Any]:
     out["expire_dry_run"]["wall_s"] = round(time.perf_counter() - t0, 1)
     verdicts = {tuple(v.id.split("-b")[1] for v in r.backups if not v.keep) for r in runs}
     out["expire_dry_run"]["distinct_delete_sets"] = sorted(map(list, verdicts))
+    assert verdicts == {("01", "03", "04", "05", "06", "07")}, verdicts  # keep 5, and the held
     out["expire_dry_run"]["wal_delete_per_cluster"] = sorted({len(r.wal_delete) for r in runs})
     out["expire_dry_run"]["refused_or_guarded"] = sum(bool(r.refusals or r.guards) for r in runs)
 
@@ -226,6 +245,7 @@ def main() -> int:
         target.mkdir()
         setup(url, srv, args.clusters, args.wal, target)
         add_backups(srv, args.wal, args.clusters)
+        remove_segment(srv)
         out["setup_s"] = round(time.perf_counter() - t0, 1)
         out["backups"] = int(srv.sql("SELECT count(*) FROM backups", db="pgharbor"))
         say(f"catalog ready in {out['setup_s']} s ({out['backups']} backups)")

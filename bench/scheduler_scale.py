@@ -4,7 +4,8 @@ rows and a month of job history; three processes tick every schedule every few s
 (the tick `pgharbor serve` runs), then drain the queue by claiming concurrently.
 
 Measures the time per tick and per claim, checks that each fire produced exactly one
-job and that no job was claimed twice, and times `expire --dry-run` of one cluster.
+job and that no job was claimed twice. verify's gap scan and `expire --dry-run` on this
+catalog: bench/catalog_scale.py.
 
 Usage (as root: re-runs itself as postgres), from the repository:
     .venv/bin/python bench/scheduler_scale.py [--clusters 1000] [--wal 1000000]
