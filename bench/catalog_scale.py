@@ -38,8 +38,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cluster import Server  # noqa: E402
-from scheduler_scale import pct, say, setup, ticker  # noqa: E402
+from cluster import Server
+from scheduler_scale import pct, say, setup, ticker
 
 BACKUPS = 12  # per cluster
 HELD = 2  # the second oldest backup of each cluster is held
