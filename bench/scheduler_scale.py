@@ -4,7 +4,8 @@ rows and a month of job history; three processes tick every schedule every few s
 (the tick `pgharbor serve` runs), then drain the queue by claiming concurrently.
 
 Measures the time per tick and per claim, checks that each fire produced exactly one
-job and that no job was claimed twice, and times `expire --dry-run` of one cluster.
+job and that no job was claimed twice. verify's gap scan and `expire --dry-run` on this
+catalog: bench/catalog_scale.py.
 
 Usage (as root: re-runs itself as postgres), from the repository:
     .venv/bin/python bench/scheduler_scale.py [--clusters 1000] [--wal 1000000]
@@ -59,8 +60,8 @@ def setup(url: str, srv: Server, n_clusters: int, n_wal: int, target_root: Path)
           SELECT id, 't1', 1, true, now(), now() FROM clusters;
         INSERT INTO wal_copies (cluster_id, target_id, name, timeline, size, checksum,
               archived_at, status)
-          SELECT c.id, 't1', '00000001' || lpad(to_hex(s / 256), 8, '0')
-                 || lpad(to_hex(s % 256), 8, '0'), 1, 16777216, 'sha256:x',
+          SELECT c.id, 't1', '00000001' || upper(lpad(to_hex(s / 256), 8, '0')
+                 || lpad(to_hex(s % 256), 8, '0')), 1, 16777216, 'sha256:x',
                  now() - (({per} - s) * interval '1 minute'), 'ok'
           FROM clusters c, generate_series(1, {per}) s;
         INSERT INTO schedules (scope, kind, cron, timezone, enabled, created_at, modified_at)
