@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cluster import Server  # noqa: E402
+from cluster import Server
 
 SCHEDULES = {"backup": "0 */2 * * *", "verify": "*/5 * * * *", "drill": "* * * * *"}
 
