@@ -10,7 +10,15 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from pgharbor.catalog.repo import Catalog, aware
-from pgharbor.catalog.schema import backup_copies, backups, clusters, jobs, nodes, targets, wal_copies
+from pgharbor.catalog.schema import (
+    backup_copies,
+    backups,
+    clusters,
+    jobs,
+    nodes,
+    targets,
+    wal_copies,
+)
 
 FINISHED = ("done", "failed", "skipped", "missed")
 
@@ -32,7 +40,9 @@ def stored_bytes(cat: Catalog) -> list[tuple[str, str, str, int]]:
         sa.select(
             clusters.c.name,
             targets.c.name,
-            sa.func.coalesce(sa.func.sum(sa.func.coalesce(wal_copies.c.stored_size, wal_copies.c.size)), 0),
+            sa.func.coalesce(
+                sa.func.sum(sa.func.coalesce(wal_copies.c.stored_size, wal_copies.c.size)), 0
+            ),
         )
         .join(clusters, clusters.c.id == wal_copies.c.cluster_id)
         .join(targets, targets.c.id == wal_copies.c.target_id)
@@ -69,9 +79,7 @@ def last_jobs(cat: Catalog, per_pair: int = 20) -> list[LastJob]:
     """The latest finished run (done or failed) of each (cluster, kind), with how many
     failed runs follow the last done one among the newest ``per_pair``."""
     q = (
-        sa.select(
-            clusters.c.name, jobs.c.kind, jobs.c.state, jobs.c.started_at, jobs.c.finished_at
-        )
+        sa.select(clusters.c.name, jobs.c.kind, jobs.c.state, jobs.c.started_at, jobs.c.finished_at)
         .join(clusters, clusters.c.id == jobs.c.cluster_id)
         .where(jobs.c.state.in_(("done", "failed")))
         .order_by(jobs.c.id.desc())
@@ -99,4 +107,6 @@ def last_jobs(cat: Catalog, per_pair: int = 20) -> list[LastJob]:
 
 def node_heartbeats(cat: Catalog) -> list[tuple[str, datetime]]:
     with cat.engine.connect() as conn:
-        return [(n, aware(t)) for n, t in conn.execute(sa.select(nodes.c.name, nodes.c.heartbeat_at))]
+        return [
+            (n, aware(t)) for n, t in conn.execute(sa.select(nodes.c.name, nodes.c.heartbeat_at))
+        ]

@@ -83,7 +83,8 @@ def _primary(probe: Probe, cluster: Cluster, snap: ClusterSnap) -> None:
         snap.lag = rows(probe, cluster, replication.LAG)
         snap.slots = rows(probe, cluster, replication.SLOTS)
         check_timeline(probe, cluster)
-        snap.timeline = int(next(m.value for m in probe.item.metrics if m.label == "cluster_tli"))
+        tli = [m.value for m in probe.item.metrics if m.label == "cluster_tli"]
+        snap.timeline = int(tli[0]) if tli and tli[0] is not None else None
         foreign = [m.value for m in probe.item.metrics if m.label == "foreign_segments"]
         snap.foreign_segments = foreign[0] if foreign else None
         snap.up = True
@@ -161,7 +162,12 @@ class _Families:
         self.out: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
 
     def add(
-        self, name: str, doc: str, labels: dict[str, str], value: float | None, counter: bool = False
+        self,
+        name: str,
+        doc: str,
+        labels: dict[str, str],
+        value: float | None,
+        counter: bool = False,
     ) -> None:
         fam = self.out.get(name)
         if fam is None:
@@ -174,7 +180,9 @@ class _Families:
 def _cluster_families(f: _Families, c: ClusterSnap) -> None:
     cl = {"cluster": c.name}
     st = c.status
-    f.add("pgharbor_up", "1 when the cluster's primary answers the monitoring queries", cl, int(c.up))
+    f.add(
+        "pgharbor_up", "1 when the cluster's primary answers the monitoring queries", cl, int(c.up)
+    )
     f.add("pgharbor_wal_files", "archived WAL files in the catalog", cl, st.files)
     f.add(
         "pgharbor_archive_last_archived_timestamp_seconds",
@@ -189,14 +197,24 @@ def _cluster_families(f: _Families, c: ClusterSnap) -> None:
         waiting_age = max((a["now"] - oldest).total_seconds(), 0.0) if oldest else 0.0
         failed, last = a["last_failed_time"], a["last_archived_time"]
         failing = failed is not None and (last is None or failed > last)
-    f.add("pgharbor_archive_waiting_files", "files waiting to be archived (.ready) on the primary", cl, a.get("waiting"))
+    f.add(
+        "pgharbor_archive_waiting_files",
+        "files waiting to be archived (.ready) on the primary",
+        cl,
+        a.get("waiting"),
+    )
     f.add(
         "pgharbor_archive_waiting_bytes",
         "WAL segments waiting to be archived x the segment size",
         cl,
         int(a["segments"]) * int(a["seg"]) if a else None,
     )
-    f.add("pgharbor_archive_waiting_age_seconds", "age of the oldest WAL file waiting (0: none)", cl, waiting_age)
+    f.add(
+        "pgharbor_archive_waiting_age_seconds",
+        "age of the oldest WAL file waiting (0: none)",
+        cl,
+        waiting_age,
+    )
     f.add(
         "pgharbor_archive_failures_total",
         "failed archive attempts since the primary's statistics reset (pg_stat_archiver)",
@@ -204,69 +222,219 @@ def _cluster_families(f: _Families, c: ClusterSnap) -> None:
         a.get("failed_count"),
         counter=True,
     )
-    f.add("pgharbor_archive_failing", "1 when the primary's last archive attempt failed", cl, int(failing) if a else None)
+    f.add(
+        "pgharbor_archive_failing",
+        "1 when the primary's last archive attempt failed",
+        cl,
+        int(failing) if a else None,
+    )
     for t, n in sorted(c.missing.items()):
-        f.add("pgharbor_wal_missing_copies", "archived WAL files an active placement's target lacks", {**cl, "target": t}, n)
-    f.add("pgharbor_wal_below_required_copies", "archived WAL files with fewer copies than required", cl, c.below_required)
+        f.add(
+            "pgharbor_wal_missing_copies",
+            "archived WAL files an active placement's target lacks",
+            {**cl, "target": t},
+            n,
+        )
+    f.add(
+        "pgharbor_wal_below_required_copies",
+        "archived WAL files with fewer copies than required",
+        cl,
+        c.below_required,
+    )
     gaps = {PENDING: 0, LOST: 0, "acknowledged": 0}
     for g in st.gaps:
         key = "acknowledged" if g.state == LOST and g.acked else g.state
         gaps[key] = gaps.get(key, 0) + g.segments
     for state, n in gaps.items():
-        f.add("pgharbor_wal_gap_segments", "missing WAL segments recorded by verification, by state", {**cl, "state": state}, n)
+        f.add(
+            "pgharbor_wal_gap_segments",
+            "missing WAL segments recorded by verification, by state",
+            {**cl, "state": state},
+            n,
+        )
     b = st.backups
-    f.add("pgharbor_backup_last_success_timestamp_seconds", "end of the newest usable backup", cl, _ts(b.newest_stop_time) if b else None)
+    f.add(
+        "pgharbor_backup_last_success_timestamp_seconds",
+        "end of the newest usable backup",
+        cl,
+        _ts(b.newest_stop_time) if b else None,
+    )
     f.add("pgharbor_backups_usable", "usable backups", cl, b.usable if b else 0)
     f.add("pgharbor_backups_failed", "failed backups kept in the catalog", cl, b.failed if b else 0)
     for w in st.windows:
         tl = {**cl, "timeline": str(w.timeline)}
-        f.add("pgharbor_recoverable_window_start_timestamp_seconds", "start of the recoverable window (its oldest usable backup's start)", tl, _ts(w.start_time))
-        f.add("pgharbor_recoverable_window_end_timestamp_seconds", "end of the recoverable window (its last gap-free segment archived)", tl, _ts(w.end_archived_at))
+        f.add(
+            "pgharbor_recoverable_window_start_timestamp_seconds",
+            "start of the recoverable window (its oldest usable backup's start)",
+            tl,
+            _ts(w.start_time),
+        )
+        f.add(
+            "pgharbor_recoverable_window_end_timestamp_seconds",
+            "end of the recoverable window (its last gap-free segment archived)",
+            tl,
+            _ts(w.end_archived_at),
+        )
     f.add("pgharbor_timeline", "the primary's current timeline", cl, c.timeline)
-    f.add("pgharbor_timeline_foreign_segments", "segments of another timeline than the primary's archived lately", cl, c.foreign_segments)
+    f.add(
+        "pgharbor_timeline_foreign_segments",
+        "segments of another timeline than the primary's archived lately",
+        cl,
+        c.foreign_segments,
+    )
     for tli, at in sorted(c.timeline_last.items()):
-        f.add("pgharbor_timeline_last_archived_timestamp_seconds", "newest archived file per timeline", {**cl, "timeline": str(tli)}, at.timestamp())
+        f.add(
+            "pgharbor_timeline_last_archived_timestamp_seconds",
+            "newest archived file per timeline",
+            {**cl, "timeline": str(tli)},
+            at.timestamp(),
+        )
     for r in c.lag:
         sb = {**cl, "standby": str(r["name"] or r["addr"] or "standby")}
-        f.add("pgharbor_replication_lag_bytes", "WAL bytes a standby has not replayed (current LSN - replay LSN)", sb, r["replay_bytes"])
-        f.add("pgharbor_replication_flush_lag_bytes", "WAL bytes a standby has not flushed", sb, r["flush_bytes"])
-        f.add("pgharbor_replication_lag_seconds", "pg_stat_replication.replay_lag", sb, r["replay_s"] or 0.0)
-    f.add("pgharbor_replication_standbys", "standbys connected to the primary", cl, len(c.lag) if c.up else None)
+        f.add(
+            "pgharbor_replication_lag_bytes",
+            "WAL bytes a standby has not replayed (current LSN - replay LSN)",
+            sb,
+            r["replay_bytes"],
+        )
+        f.add(
+            "pgharbor_replication_flush_lag_bytes",
+            "WAL bytes a standby has not flushed",
+            sb,
+            r["flush_bytes"],
+        )
+        f.add(
+            "pgharbor_replication_lag_seconds",
+            "pg_stat_replication.replay_lag",
+            sb,
+            r["replay_s"] or 0.0,
+        )
+    f.add(
+        "pgharbor_replication_standbys",
+        "standbys connected to the primary",
+        cl,
+        len(c.lag) if c.up else None,
+    )
     for r in c.slots:
         sl = {**cl, "slot": str(r["name"])}
-        f.add("pgharbor_slot_retained_bytes", "WAL a slot retains (current LSN - restart_lsn)", sl, r["retained"])
-        f.add("pgharbor_slot_active", "1 when the slot's consumer is connected", sl, int(bool(r["active"])))
-        f.add("pgharbor_slot_safe_wal_size_bytes", "WAL that can still be written before the slot loses WAL (max_slot_wal_keep_size set)", sl, r["safe_wal_size"])
+        f.add(
+            "pgharbor_slot_retained_bytes",
+            "WAL a slot retains (current LSN - restart_lsn)",
+            sl,
+            r["retained"],
+        )
+        f.add(
+            "pgharbor_slot_active",
+            "1 when the slot's consumer is connected",
+            sl,
+            int(bool(r["active"])),
+        )
+        f.add(
+            "pgharbor_slot_safe_wal_size_bytes",
+            "WAL that can still be written before the slot loses WAL (max_slot_wal_keep_size set)",
+            sl,
+            r["safe_wal_size"],
+        )
         for ws in ("reserved", "extended", "unreserved", "lost"):
-            f.add("pgharbor_slot_wal_status", "1 for the slot's current wal_status", {**sl, "wal_status": ws}, int(r["wal_status"] == ws))
+            f.add(
+                "pgharbor_slot_wal_status",
+                "1 for the slot's current wal_status",
+                {**sl, "wal_status": ws},
+                int(r["wal_status"] == ws),
+            )
 
 
 def families(snap: Snapshot) -> list[Metric]:
     f = _Families()
-    for c in snap.clusters:
-        _cluster_families(f, c)
+    for snap_c in snap.clusters:
+        _cluster_families(f, snap_c)
     for name, t in sorted(snap.targets.items()):
         tg = {"target": name}
-        f.add("pgharbor_target_up", "1 when the target is reachable, writable, durable, its claim intact", tg, int(not t.problems))
-        f.add("pgharbor_target_free_bytes", "free space where the storage reports it", tg, t.free_bytes)
-        f.add("pgharbor_target_size_bytes", "total space where the storage reports it", tg, t.total_bytes)
-    for c, t, kind, n in snap.stored:
-        f.add("pgharbor_target_stored_bytes", "bytes stored on a target, by cluster and kind (wal, backup)", {"cluster": c, "target": t, "kind": kind}, n)
-    for c, kind, state, n in snap.job_counts:
-        f.add("pgharbor_jobs_finished_total", "finished scheduler jobs by kind and result (done, failed, skipped, missed)", {"cluster": c, "kind": kind, "result": state}, n, counter=True)
+        f.add(
+            "pgharbor_target_up",
+            "1 when the target is reachable, writable, durable, its claim intact",
+            tg,
+            int(not t.problems),
+        )
+        f.add(
+            "pgharbor_target_free_bytes",
+            "free space where the storage reports it",
+            tg,
+            t.free_bytes,
+        )
+        f.add(
+            "pgharbor_target_size_bytes",
+            "total space where the storage reports it",
+            tg,
+            t.total_bytes,
+        )
+    for cl, tname, kind, n in snap.stored:
+        f.add(
+            "pgharbor_target_stored_bytes",
+            "bytes stored on a target, by cluster and kind (wal, backup)",
+            {"cluster": cl, "target": tname, "kind": kind},
+            n,
+        )
+    for cl, kind, result, n in snap.job_counts:
+        f.add(
+            "pgharbor_jobs_finished_total",
+            "finished scheduler jobs by kind and result (done, failed, skipped, missed)",
+            {"cluster": cl, "kind": kind, "result": result},
+            n,
+            counter=True,
+        )
     for j in snap.last_jobs:
         lb = {"cluster": j.cluster, "kind": j.kind}
-        dur = (j.finished_at - j.started_at).total_seconds() if j.started_at and j.finished_at else None
-        f.add("pgharbor_job_last_duration_seconds", "how long the latest finished job of a kind ran", lb, dur)
-        f.add("pgharbor_job_last_success_timestamp_seconds", "when the latest successful job of a kind ended", lb, _ts(j.last_done_at))
-        f.add("pgharbor_job_consecutive_failures", "failed runs since the last successful one", lb, j.failures)
-    for c, kind, at in snap.next_runs:
-        f.add("pgharbor_schedule_next_run_timestamp_seconds", "next fire of the schedule in force", {"cluster": c, "kind": kind}, at.timestamp())
+        dur = (
+            (j.finished_at - j.started_at).total_seconds()
+            if j.started_at and j.finished_at
+            else None
+        )
+        f.add(
+            "pgharbor_job_last_duration_seconds",
+            "how long the latest finished job of a kind ran",
+            lb,
+            dur,
+        )
+        f.add(
+            "pgharbor_job_last_success_timestamp_seconds",
+            "when the latest successful job of a kind ended",
+            lb,
+            _ts(j.last_done_at),
+        )
+        f.add(
+            "pgharbor_job_consecutive_failures",
+            "failed runs since the last successful one",
+            lb,
+            j.failures,
+        )
+    for cl, kind, at in snap.next_runs:
+        f.add(
+            "pgharbor_schedule_next_run_timestamp_seconds",
+            "next fire of the schedule in force",
+            {"cluster": cl, "kind": kind},
+            at.timestamp(),
+        )
     for node, hb in snap.nodes:
-        f.add("pgharbor_node_heartbeat_timestamp_seconds", "a serve node's last heartbeat", {"node": node}, hb.timestamp())
-    for c, service, state in snap.check_states:
-        f.add("pgharbor_check_state", "last state of a check (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)", {"cluster": c, "service": service}, state)
-    f.add("pgharbor_scrape_timestamp_seconds", "when these values were computed (cached)", {}, snap.at.timestamp())
+        f.add(
+            "pgharbor_node_heartbeat_timestamp_seconds",
+            "a serve node's last heartbeat",
+            {"node": node},
+            hb.timestamp(),
+        )
+    for cl, service, check in snap.check_states:
+        f.add(
+            "pgharbor_check_state",
+            "last state of a check (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)",
+            {"cluster": cl, "service": service},
+            check,
+        )
+    f.add(
+        "pgharbor_scrape_timestamp_seconds",
+        "when these values were computed (cached)",
+        {},
+        snap.at.timestamp(),
+    )
     return list(f.out.values())
 
 
@@ -289,7 +457,9 @@ class FleetCollector(Collector):
             if now - self.at >= self.ttl:
                 self._refresh(now)
             out = list(self.cached)
-        ok = GaugeMetricFamily("pgharbor_metrics_ok", "1 when the catalog could be read for these metrics")
+        ok = GaugeMetricFamily(
+            "pgharbor_metrics_ok", "1 when the catalog could be read for these metrics"
+        )
         ok.add_metric([], 0.0 if self.error else 1.0)
         yield ok
         yield from out
