@@ -127,7 +127,7 @@ def test_prometheus_scrapes_serve(
         return [e for e in found if e["kind"] == kind]
 
     warned = wait_for("a copies event", lambda: events("copies"), 30)
-    assert [(e["previous"], e["state"]) for e in warned] == [(None, "WARNING")]
+    assert [(e["previous"], e["state"]) for e in warned] == [("OK", "WARNING")]
     time.sleep(2.5)  # more evaluations in the same state: no more events
     assert len(events("copies")) == 1
 
