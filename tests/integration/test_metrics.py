@@ -142,3 +142,67 @@ def test_prometheus_scrapes_serve(
     assert _one(prom.wait('pgharbor_up{cluster="c1"} == 0')) == 0
     assert _one(prom.query('up{job="pgharbor"}')) == 1
     assert _one(prom.query('pgharbor_backups_usable{cluster="c1"}')) == 1
+
+
+def _check(harbor: Harbor, *args: str) -> tuple[int, str]:
+    proc = harbor.run("check", "scheduler", *args, check=False)
+    return proc.returncode, proc.stdout.splitlines()[0]
+
+
+def test_the_scheduler_check(
+    harbor: Harbor, pg_factory: PgFactory, workdir: Path, started: list[Any]
+) -> None:
+    harbor.target("t1")
+    pg = pg_factory()
+    harbor.register(pg, "c1", "t1")
+    harbor.archive_to(pg)
+    code, line = _check(harbor, "c1")
+    assert code == 2 and "no serve node is running" in line, line
+    assert "backup_schedule=0;;1:;0;1" in line and "nodes=0;;;0" in line
+
+    harbor.run("schedule", "set", "--default", "backup", "0 3 * * *")
+    node = ServeNode(harbor, "n1", workdir / "serve.log")
+    started.append(node)
+    node.wait_healthy()
+    code, line = _check(harbor, "c1")
+    assert code == 0, line
+    assert line.startswith("PGHARBOR_SCHEDULER OK - 1 node(s), freshest heartbeat")
+    assert "failures=0;1;2;0" in line and "backup_schedule=1;;1:;0;1" in line
+
+    # the primary is gone: every requested backup fails; the third in a row is critical
+    pg.stop()
+
+    def run_backup() -> dict[str, Any]:
+        job = harbor.json("schedule", "trigger", "c1", "backup")
+
+        def finished() -> dict[str, Any] | None:
+            j: dict[str, Any] = harbor.json("job", "show", str(job["id"]))
+            return j if j["state"] in ("done", "failed") else None
+
+        found: dict[str, Any] = wait_for("the backup job", finished, 120)
+        return found
+
+    states = []
+    for _ in range(3):
+        assert run_backup()["state"] == "failed"
+        states.append(_check(harbor, "c1")[0])
+    assert states == [0, 1, 2], states
+    line = _check(harbor, "c1")[1]
+    assert "backup failed 3 time(s) in a row" in line and "failures=3;1;2;0" in line
+    failed = [e for e in harbor.json("events", "c1") if e["source"] == "job"]
+    assert [(e["kind"], e["state"]) for e in failed] == [("backup", "failed")] * 3
+    checks = [e for e in harbor.json("events", "c1") if e["kind"] == "scheduler"]
+    assert [(e["previous"], e["state"]) for e in checks] == [
+        (None, "CRITICAL"),
+        ("CRITICAL", "OK"),
+        ("OK", "WARNING"),
+        ("WARNING", "CRITICAL"),
+    ]
+
+    # the primary is back, a backup succeeds: OK; the node stops: no node, critical
+    pg.start()
+    assert run_backup()["state"] == "done"
+    assert _check(harbor, "c1")[0] == 0
+    assert node.stop() == 0
+    code, line = _check(harbor, "c1")
+    assert code == 2 and "no serve node is running" in line
