@@ -4,7 +4,9 @@ cluster archiving to two targets; the values are read back through Prometheus's 
 API: a backup makes one usable backup and a recoverable window, an unwritable target
 makes its copies missing (and the serve node's check run writes one event, and another
 when it is fixed), a stopped primary is ``pgharbor_up 0`` while the scrape goes on. The
-alert rules of contrib/prometheus are loaded by the server and checked by promtool."""
+alert rules of contrib/prometheus are loaded by the server, checked by ``promtool check
+rules`` and their tests (alerts_test.yml) run by ``promtool test rules``. The scheduler
+check goes OK -> WARNING -> CRITICAL -> OK with a real serve node and failing backups."""
 
 from __future__ import annotations
 
@@ -34,6 +36,12 @@ def test_the_alert_rules_are_valid(workdir: Path) -> None:
     broken.write_text(ALERTS.read_text().replace("pgharbor_up == 0", "pgharbor_up == ", 1))
     proc = subprocess.run([PROMTOOL, "check", "rules", str(broken)], capture_output=True, text=True)
     assert proc.returncode != 0  # promtool really parses the expressions
+    # the rules' own tests: an idle server does not alert, a copy in flight does not
+    tests = ALERTS.with_name("alerts_test.yml")
+    proc = subprocess.run(
+        [PROMTOOL, "test", "rules", tests.name], cwd=ALERTS.parent, capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and "SUCCESS" in proc.stdout, proc.stdout + proc.stderr
 
 
 def _writable(root: Path, on: bool) -> None:
