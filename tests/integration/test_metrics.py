@@ -1,7 +1,8 @@
 """``GET /metrics`` of a real ``pgharbor serve`` (SQLite catalog, one node) scraped by the
 real Prometheus server (Debian's package) every second, with a real PostgreSQL 15
 cluster archiving to two targets; the values are read back through Prometheus's HTTP
-API: a backup makes one usable backup and a recoverable window, an unwritable target
+API: a streaming standby shows its lag and its slot active, then stopped, the slot
+inactive retaining the WAL written since; a backup makes one usable backup and a recoverable window, an unwritable target
 makes its copies missing (and the serve node's check run writes one event, and another
 when it is fixed), a stopped primary is ``pgharbor_up 0`` while the scrape goes on. The
 alert rules of contrib/prometheus are loaded by the server, checked by ``promtool check
@@ -75,6 +76,9 @@ def test_prometheus_scrapes_serve(
     harbor.register(pg, "c1", "t1", "t2")
     harbor.archive_to(pg)
     pg.execute("SELECT pg_create_physical_replication_slot('gone', true)")
+    pg.execute("SELECT pg_create_physical_replication_slot('s1')")
+    standby = pg_factory.standby(pg, "standby", primary_slot_name="s1")
+    standby.wait_for_replay(pg.current_lsn())
     pg.wait_for_archived(pg.switch_wal())
     node = ServeNode(
         harbor,
@@ -108,6 +112,26 @@ def test_prometheus_scrapes_serve(
     assert _one(slot) == 0
     reserved = prom.wait('pgharbor_slot_wal_status{slot="gone",wal_status="reserved"}')
     assert _one(reserved) == 1
+    assert _one(prom.wait('pgharbor_slot_active{slot="s1"} == 1')) == 1
+    assert _one(prom.wait('pgharbor_replication_standbys{cluster="c1"}')) == 1
+    lag = prom.wait('pgharbor_replication_lag_bytes{cluster="c1"}')
+    assert [dict(k)["standby"] for k in lag] == ["walreceiver"] and _one(lag) >= 0
+    assert prom.wait('pgharbor_replication_lag_seconds{standby="walreceiver"}')
+
+    # the standby stops: its slot is inactive and retains the WAL written since
+    standby.stop()
+    pg.execute(
+        "CREATE TABLE filler AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 40000) g"
+    )
+    pg.wait_for_archived(pg.switch_wal())
+    assert _one(prom.wait('pgharbor_replication_standbys{cluster="c1"} == 0')) == 0
+    retained = _one(prom.wait('pgharbor_slot_retained_bytes{slot="s1"} > 8 * 1024 * 1024'))
+    exact = pg.sql_one(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn) FROM pg_replication_slots"
+        " WHERE slot_name = 's1'"
+    )
+    assert retained <= float(exact)  # the primary's own figure, a moment later
+    assert _one(prom.query('pgharbor_slot_active{slot="s1"}')) == 0
 
     # a backup: one usable, its end time, a recoverable window on timeline 1
     harbor.run("backup", "create", "c1")
