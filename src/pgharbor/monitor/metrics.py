@@ -228,6 +228,11 @@ def _cluster_families(f: _Families, c: ClusterSnap) -> None:
         cl,
         int(failing) if a else None,
     )
+
+
+def _catalog_families(f: _Families, c: ClusterSnap) -> None:
+    cl = {"cluster": c.name}
+    st = c.status
     for t, n in sorted(c.missing.items()):
         f.add(
             "pgharbor_wal_missing_copies",
@@ -289,6 +294,10 @@ def _cluster_families(f: _Families, c: ClusterSnap) -> None:
             {**cl, "timeline": str(tli)},
             at.timestamp(),
         )
+
+
+def _replication_families(f: _Families, c: ClusterSnap) -> None:
+    cl = {"cluster": c.name}
     for r in c.lag:
         sb = {**cl, "standby": str(r["name"] or r["addr"] or "standby")}
         f.add(
@@ -344,45 +353,7 @@ def _cluster_families(f: _Families, c: ClusterSnap) -> None:
             )
 
 
-def families(snap: Snapshot) -> list[Metric]:
-    f = _Families()
-    for snap_c in snap.clusters:
-        _cluster_families(f, snap_c)
-    for name, t in sorted(snap.targets.items()):
-        tg = {"target": name}
-        f.add(
-            "pgharbor_target_up",
-            "1 when the target is reachable, writable, durable, its claim intact",
-            tg,
-            int(not t.problems),
-        )
-        f.add(
-            "pgharbor_target_free_bytes",
-            "free space where the storage reports it",
-            tg,
-            t.free_bytes,
-        )
-        f.add(
-            "pgharbor_target_size_bytes",
-            "total space where the storage reports it",
-            tg,
-            t.total_bytes,
-        )
-    for cl, tname, kind, n in snap.stored:
-        f.add(
-            "pgharbor_target_stored_bytes",
-            "bytes stored on a target, by cluster and kind (wal, backup)",
-            {"cluster": cl, "target": tname, "kind": kind},
-            n,
-        )
-    for cl, kind, result, n in snap.job_counts:
-        f.add(
-            "pgharbor_jobs_finished_total",
-            "finished scheduler jobs by kind and result (done, failed, skipped, missed)",
-            {"cluster": cl, "kind": kind, "result": result},
-            n,
-            counter=True,
-        )
+def _job_families(f: _Families, snap: Snapshot) -> None:
     for j in snap.last_jobs:
         lb = {"cluster": j.cluster, "kind": j.kind}
         dur = (
@@ -422,6 +393,50 @@ def families(snap: Snapshot) -> list[Metric]:
             {"node": node},
             hb.timestamp(),
         )
+
+
+def families(snap: Snapshot) -> list[Metric]:
+    f = _Families()
+    for snap_c in snap.clusters:
+        _cluster_families(f, snap_c)
+        _catalog_families(f, snap_c)
+        _replication_families(f, snap_c)
+    for name, t in sorted(snap.targets.items()):
+        tg = {"target": name}
+        f.add(
+            "pgharbor_target_up",
+            "1 when the target is reachable, writable, durable, its claim intact",
+            tg,
+            int(not t.problems),
+        )
+        f.add(
+            "pgharbor_target_free_bytes",
+            "free space where the storage reports it",
+            tg,
+            t.free_bytes,
+        )
+        f.add(
+            "pgharbor_target_size_bytes",
+            "total space where the storage reports it",
+            tg,
+            t.total_bytes,
+        )
+    for cl, tname, kind, n in snap.stored:
+        f.add(
+            "pgharbor_target_stored_bytes",
+            "bytes stored on a target, by cluster and kind (wal, backup)",
+            {"cluster": cl, "target": tname, "kind": kind},
+            n,
+        )
+    for cl, kind, result, n in snap.job_counts:
+        f.add(
+            "pgharbor_jobs_finished_total",
+            "finished scheduler jobs by kind and result (done, failed, skipped, missed)",
+            {"cluster": cl, "kind": kind, "result": result},
+            n,
+            counter=True,
+        )
+    _job_families(f, snap)
     for cl, service, check in snap.check_states:
         f.add(
             "pgharbor_check_state",
