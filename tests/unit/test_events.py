@@ -65,3 +65,12 @@ def test_since() -> None:
     assert since_time(None) is None
     with pytest.raises(UsageError):
         since_time("yesterday")
+
+
+def test_events_go_with_their_cluster(cat: Catalog) -> None:
+    cid = cat.cluster("c1").id
+    repo = EventRepo(cat)
+    repo.transition(cid, "copies", 1, "missing", NAMES)
+    repo.add(cid, "job", "backup", "failed", "backup job failed")
+    cat.delete_cluster(cid)
+    assert repo.events() == [] and repo.states() == []
