@@ -271,6 +271,23 @@ SETTINGS: Final = _table(
         low=1,
         high=100,
     ),
+    _top(
+        "metrics_cache",
+        NUMBER,
+        10.0,
+        "pgharbor serve: seconds GET /metrics reuses its values (target probes: 6 times as long)",
+        low=0,
+        high=3600,
+    ),
+    _top(
+        "events_interval",
+        NUMBER,
+        60.0,
+        "pgharbor serve: seconds between two runs of every check that record state changes "
+        "as events (0: never)",
+        low=0,
+        high=86400,
+    ),
 )
 SECTIONS = ("targets", "clusters")  # the tables of tables: [targets.NAME], [clusters.NAME]
 # environment variables pgharbor reads that are not settings

@@ -132,7 +132,11 @@ class Catalog:
         return self.cluster(name)
 
     def delete_cluster(self, cluster_id: str) -> None:
+        from pgharbor.catalog.schema import check_states, events
+
         with self.engine.begin() as conn:
+            conn.execute(check_states.delete().where(check_states.c.cluster_id == cluster_id))
+            conn.execute(events.delete().where(events.c.cluster_id == cluster_id))
             conn.execute(clusters.delete().where(clusters.c.id == cluster_id))
 
     # -- placements ------------------------------------------------------------

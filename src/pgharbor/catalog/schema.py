@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 
 # The newest Alembic revision in catalog/migrations/versions (checked by a unit test).
-SCHEMA_REVISION = "0007"
+SCHEMA_REVISION = "0008"
 
 metadata = MetaData(
     naming_convention={
@@ -282,4 +282,32 @@ nodes = Table(
     Column("version", String(32), nullable=False),
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("heartbeat_at", DateTime(timezone=True), nullable=False),
+)
+
+# events: state changes worth a human's attention, written once each (monitor/events.py)
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("cluster_id", String(36), ForeignKey("clusters.id")),
+    Column("source", String(16), nullable=False),  # check, job
+    Column("kind", String(32), nullable=False),  # the check service, or the job kind
+    Column("state", String(16), nullable=False),  # OK..UNKNOWN, failed, refused
+    Column("previous", String(16)),
+    Column("message", Text, nullable=False),
+    Index(None, "at"),
+    Index(None, "cluster_id", "at"),
+)
+
+# the last state of each (cluster, check service): an event is written when it changes
+check_states = Table(
+    "check_states",
+    metadata,
+    Column("cluster_id", String(36), ForeignKey("clusters.id"), primary_key=True),
+    Column("service", String(32), primary_key=True),
+    Column("state", Integer, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+    Column("checked_at", DateTime(timezone=True), nullable=False),
 )

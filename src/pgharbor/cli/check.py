@@ -36,7 +36,7 @@ def check(
 ) -> None:
     """Check SERVICE of CLUSTER (or --all) as a monitoring plugin. SERVICE: archive,
     copies, wal-gaps, backup, targets, replication-lag, replication-slots, timeline,
-    all.
+    scheduler, all.
     RANGE: 10, 10:, ~:10, 10:20, @10:20 with units (15m, 26h, 64MB), or per metric
     NAME=RANGE,NAME=RANGE (see docs/monitoring.md)."""
     from pgharbor.monitor.registry import run_check

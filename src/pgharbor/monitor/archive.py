@@ -9,7 +9,7 @@ from pgharbor.monitor.primary import rows
 from pgharbor.monitor.registry import MetricSpec, Probe, service
 from pgharbor.monitor.result import State, dur
 
-_QUERY = """
+QUERY = """
 SELECT a.last_archived_wal, a.last_archived_time, a.failed_count, a.last_failed_wal,
        a.last_failed_time, now() AS now, current_setting('archive_mode') AS archive_mode,
        (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size') AS seg,
@@ -32,7 +32,7 @@ FROM pg_stat_archiver a,
     MetricSpec("last_wal_age", "s", None, None, "age of the last archived file"),
 )
 def check_archive(probe: Probe, cluster: Cluster) -> str:
-    r = rows(probe, cluster, _QUERY)[0]
+    r = rows(probe, cluster, QUERY)[0]
     now = r["now"]
     if r["archive_mode"] == "off":
         probe.problem(State.CRITICAL, "archive_mode is off")

@@ -27,6 +27,7 @@ MODULES = (
     "pgharbor.monitor.replication",
     "pgharbor.monitor.fleet",
     "pgharbor.monitor.gaps",
+    "pgharbor.monitor.scheduler",
 )
 
 
@@ -153,8 +154,11 @@ def run_check(
     warn: str | None = None,
     crit: str | None = None,
     window: float = 3600.0,
+    record: bool = True,
 ) -> CheckReport:
-    """Run service ``name`` (or ``all``) on ``cluster`` or, with ``fleet``, every cluster."""
+    """Run service ``name`` (or ``all``) on ``cluster`` or, with ``fleet``, every cluster.
+    With ``record`` and the default thresholds, each (cluster, service) state is kept in
+    the catalog and a change is written as an event (monitor/events.py)."""
     known = services()
     if name != "all" and name not in known:
         raise UsageError(f"no such check {name!r} (one of: {', '.join([*known, 'all'])})")
@@ -169,11 +173,16 @@ def run_check(
     clusters = [c for c in everyone if c.active or not fleet]
     cache: dict[str, Any] = {}
     items: list[Item] = []
+    judged: list[tuple[Cluster, str, Item]] = []
     try:
-        _run(svc, name, fleet, chosen, limits, clusters, window, cache, items)
+        _run(svc, name, fleet, chosen, limits, clusters, window, cache, items, judged)
     finally:
         for conn in cache.pop("close", []):
             conn.close()
+    if record and not (warn or crit):  # other thresholds would make the states flap
+        from pgharbor.monitor import events
+
+        events.note_checks(svc, judged)
     state = worst(i.state for i in items)
     many = fleet or name == "all"
     return CheckReport(name, state, _summary(items, state, many), items, many)
@@ -189,6 +198,7 @@ def _run(
     window: float,
     cache: dict[str, Any],
     items: list[Item],
+    judged: list[tuple[Cluster, str, Item]],
 ) -> None:
     for c in clusters:
         for spec in chosen:
@@ -196,6 +206,7 @@ def _run(
             units = {m.name: m.uom for m in spec.metrics}
             probe = Probe(svc, limits[spec.name], units, Item(label), window, cache)
             item = _check(probe, spec, c)
+            judged.append((c, spec.name, item))
             parts = (c.name if fleet else "", spec.name if name == "all" else "")
             prefix = "_".join(p for p in parts if p).replace("-", "_")
             items.append(_prefixed(item, prefix) if prefix else item)

@@ -19,14 +19,14 @@ from pgharbor.monitor.primary import rows
 from pgharbor.monitor.registry import MetricSpec, Probe, service
 from pgharbor.monitor.result import State
 
-_LAG = """
+LAG = """
 SELECT application_name AS name, client_addr::text AS addr, state,
        pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint AS replay_bytes,
        pg_wal_lsn_diff(pg_current_wal_lsn(), flush_lsn)::bigint AS flush_bytes,
        extract(epoch FROM replay_lag)::float8 AS replay_s
 FROM pg_stat_replication ORDER BY application_name, pid
 """
-_SLOTS = """
+SLOTS = """
 SELECT slot_name AS name, slot_type, active, wal_status, safe_wal_size,
        pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint AS retained
 FROM pg_replication_slots ORDER BY slot_name
@@ -51,7 +51,7 @@ def label(name: str, taken: set[str]) -> str:
     MetricSpec("standbys", "", None, None, "connected standbys (e.g. -c standbys=1:)"),
 )
 def check_lag(probe: Probe, cluster: Cluster) -> str:
-    found = rows(probe, cluster, _LAG)
+    found = rows(probe, cluster, LAG)
     taken: set[str] = set()
     parts = []
     for r in found:
@@ -102,7 +102,7 @@ def _inactive_ages(
     MetricSpec("slots", "", None, None, "replication slots"),
 )
 def check_slots(probe: Probe, cluster: Cluster) -> str:
-    found = rows(probe, cluster, _SLOTS)
+    found = rows(probe, cluster, SLOTS)
     ages = _inactive_ages(probe, cluster, {r["name"]: not r["active"] for r in found})
     taken: set[str] = set()
     parts = []

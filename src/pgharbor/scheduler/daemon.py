@@ -24,6 +24,8 @@ from datetime import timedelta
 from types import FrameType
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from pgharbor import __version__
 from pgharbor.catalog import db
 from pgharbor.catalog.jobs import JobRepo, JobRow
@@ -110,11 +112,13 @@ class Node:
         self.repo.join(
             self.opts.name, socket.gethostname(), os.getpid(), __version__, stale, _alive
         )
-        server = health.start(self, self.opts.host, self.opts.port)
+        server = health.start(self, self.opts.host, self.opts.port, self._registry())
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._signal)
         renewer = threading.Thread(target=self._renew_loop, name="leases", daemon=True)
         renewer.start()
+        watcher = threading.Thread(target=self._events_loop, name="events", daemon=True)
+        watcher.start()
         log.info(
             "node %s serving on %s:%d (max %d jobs)",
             self.opts.name,
@@ -227,12 +231,44 @@ class Node:
                 state,
                 f": {out['error']}" if out["error"] else "",
             )
+            self._note_job(r, out)
             if state == "done":
                 self.report.jobs_done += 1
             else:
                 self.report.jobs_failed += 1
         else:
             log.warning("job %d: its lease was lost: the outcome is not recorded", r.job.id)
+
+    def _registry(self) -> CollectorRegistry:
+        from pgharbor.monitor.metrics import FleetCollector
+
+        ttl = self.settings.metrics_cache
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(FleetCollector(self.svc, ttl, 6 * ttl))
+        return registry
+
+    def _events_loop(self) -> None:
+        """Every ``events_interval`` seconds, every check of every active cluster: their
+        state changes become events (monitor/events.py)."""
+        from pgharbor.monitor.registry import run_check
+
+        while not self.finished.wait(self.settings.events_interval or 3600):
+            if not self.settings.events_interval or self.stopping.is_set():
+                continue
+            try:
+                run_check(self.svc, "all", None, fleet=True)
+            except Exception as exc:
+                log.error("checks for events failed: %s", " ".join(str(exc).split())[:300])
+
+    def _note_job(self, r: Running, out: dict[str, Any]) -> None:
+        from pgharbor.monitor import events
+
+        try:
+            events.note_job(
+                self.svc, r.job.cluster_id, r.job.kind, out["ok"], out["result"], out["error"]
+            )
+        except Exception as exc:
+            log.error("job %d: cannot record its event: %s", r.job.id, exc)
 
     def _renew_loop(self) -> None:
         while not self.finished.wait(self.lease / 3):
