@@ -40,7 +40,7 @@ def test_the_nagios_example_is_valid(workdir: Path) -> None:
     proc = _verify(workdir, CFG)
     assert proc.returncode == 0, proc.stdout
     assert re.search(r"Total Errors:\s+0", proc.stdout), proc.stdout
-    assert re.search(r"Checked 17 services\.", proc.stdout), proc.stdout  # 8 x 2 clusters + fleet
+    assert re.search(r"Checked 19 services\.", proc.stdout), proc.stdout  # 9 x 2 clusters + fleet
     assert re.search(r"Checked 3 hosts\.", proc.stdout), proc.stdout
 
 
