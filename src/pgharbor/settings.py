@@ -67,6 +67,8 @@ class Settings(FrozenRecord):
     scheduler_grace: float
     scheduler_stop_timeout: float
     scheduler_max_attempts: int
+    drill_dir: str | None
+    drill_timeout: float
     catalog_source: str | None
     config_file: str | None
     sources: dict[str, str]

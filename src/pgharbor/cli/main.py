@@ -40,6 +40,7 @@ def _register() -> None:
         catalog,
         check,
         config,
+        drill,
         fleet,
         key,
         restore,
@@ -64,6 +65,7 @@ def _register() -> None:
     config.register(cli)
     catalog.register(cli)
     check.register(cli)
+    drill.register(cli)
 
 
 def _in_check(exc: click.ClickException) -> bool:

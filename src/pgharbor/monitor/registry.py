@@ -27,6 +27,7 @@ MODULES = (
     "pgharbor.monitor.replication",
     "pgharbor.monitor.fleet",
     "pgharbor.monitor.gaps",
+    "pgharbor.monitor.drill",
 )
 
 
