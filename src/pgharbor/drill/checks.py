@@ -97,20 +97,21 @@ def _short(q: str) -> str:
     return one if len(one) <= 80 else one[:77] + "..."
 
 
-def archive_end(catalog: Catalog, cluster: Cluster, timeline: int) -> tuple[int, set[int]]:
-    """The newest archived segment number of ``timeline`` and every archived one."""
+def archived_segments(catalog: Catalog, cluster: Cluster) -> dict[int, set[int]]:
+    """Timeline -> the numbers of its segments with a good copy (taken before the scratch
+    server starts: what the primary archives later is no part of this drill)."""
     size = cluster.wal_segment_size
-    have = set()
+    have: dict[int, set[int]] = {}
     for f in catalog.wal_files(cluster.name):
         wal = parse_name(f.name)
         ok = any(c.status == "ok" for c in f.copies)
-        if ok and wal.kind is WalKind.SEGMENT and wal.timeline == timeline:
-            have.add(wal.segno(size))
-    return (max(have) if have else -1), have
+        if ok and wal.kind is WalKind.SEGMENT:
+            have.setdefault(wal.timeline, set()).add(wal.segno(size))
+    return have
 
 
 def recovery_point(
-    catalog: Catalog,
+    archived: dict[int, set[int]],
     cluster: Cluster,
     target: RecoveryTarget,
     reached: tuple[int, str] | None,
@@ -125,7 +126,8 @@ def recovery_point(
     lsn, size = parse_lsn(lsn_text), cluster.wal_segment_size
     at = f"recovery ended at {lsn_text} on timeline {tli}"
     if target.kind == "end":
-        last, have = archive_end(catalog, cluster, tli)
+        have = archived.get(tli, set())
+        last = max(have, default=-1)
         seg = lsn_segno(lsn, size)
         if seg < last:
             missing = [s for s in range(seg, last + 1) if s not in have]

@@ -229,19 +229,22 @@ def _drill(job: _Job, result: DrillResult) -> None:
         if result.checks[-1].ok is False:
             return
         faultpoint.point("drill.restored")
+        archived = checks.archived_segments(job.catalog, job.cluster)
         t1 = time.monotonic()
         server.start()
         server.wait_promoted(job.settings.drill_timeout)
         result.recovery_s = round(time.monotonic() - t1, 3)
         faultpoint.point("drill.promoted")
-        _check(job, server, result)
+        _check(job, server, result, archived)
     except (PgharborError, OSError) as exc:
         result.error = exc.message if isinstance(exc, PgharborError) else str(exc)
     finally:
         server.stop()
 
 
-def _check(job: _Job, server: ScratchServer, result: DrillResult) -> None:
+def _check(
+    job: _Job, server: ScratchServer, result: DrillResult, archived: dict[int, set[int]]
+) -> None:
     result.checks.append(checks.connect(server))
     if result.checks[-1].ok is False:
         return
@@ -251,9 +254,7 @@ def _check(job: _Job, server: ScratchServer, result: DrillResult) -> None:
         size = job.cluster.wal_segment_size
         start = lsn_segno(parse_lsn(job.backup.start_lsn or "0/0"), size)
         result.wal_segments = lsn_segno(parse_lsn(reached[1]), size) - start + 1
-    result.checks.append(
-        checks.recovery_point(job.catalog, job.cluster, job.target, reached, server)
-    )
+    result.checks.append(checks.recovery_point(archived, job.cluster, job.target, reached, server))
     result.checks.append(checks.amcheck(server))
     sql = job.settings.cluster_options(job.cluster.name).get("drill_sql_file")
     outcome = checks.sql_file(server, sql)

@@ -49,12 +49,11 @@ class ScratchServer:
             "archive_mode": "off",
             "primary_conninfo": "",
             "primary_slot_name": "",
-            "hot_standby": "on",
+            "hot_standby": "off",  # no connection before the promotion, no parameter check
             "logging_collector": "off",
             "log_destination": "stderr",
             "shared_buffers": "128MB",
             "huge_pages": "off",
-            "max_connections": "20",
             "ssl": "off",
         }
 
