@@ -130,14 +130,16 @@ def recovery_point(
         last = max(have, default=-1)
         seg = lsn_segno(lsn, size)
         if seg < last:
-            missing = [s for s in range(seg, last + 1) if s not in have]
-            first = missing[0] if missing else seg + 1
+            # the segment recovery needed next (where valid WAL ended) could not be
+            # restored from any target: PostgreSQL took that for the end of the archive
+            listed = [s for s in range(seg, last + 1) if s not in have]
+            also = f"; the catalog lacks {len(listed)} more" if listed else ""
             return CheckOutcome(
                 "recovery point",
                 False,
                 f"{at}, before the end of the archive ({segment_name(tli, last, size)}): "
-                f"segment {segment_name(tli, first, size)} is missing (a gap of "
-                f"{len(missing) or 1} segment(s))",
+                f"segment {segment_name(tli, seg, size)} is missing from every target "
+                f"(a gap in the WAL{also})",
             )
         return CheckOutcome("recovery point", True, f"{at}, the end of the archive")
     if target.kind == "lsn" and target.value and lsn < parse_lsn(target.value):

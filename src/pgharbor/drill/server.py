@@ -7,6 +7,7 @@ connection to any primary; stopped with ``pg_ctl stop``."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -126,6 +127,25 @@ class ScratchServer:
         if self.running():
             args = [str(self.bindir / "pg_ctl"), "stop", "-D", str(self.pgdata), "-m", "fast"]
             subprocess.run(args, capture_output=True, timeout=120, check=False)
+        self._stop_prefetcher()
+
+    def _stop_prefetcher(self) -> None:
+        """The WAL prefetcher restore_command started lives on until idle: end it (its
+        lock file holds its pid) before the scratch folder is removed."""
+        from pgharbor.archive.daemon import lock_held
+        from pgharbor.archive.prefetch import Cache
+
+        lock = Cache(str(self.pgdata)).lock
+        if not os.path.exists(lock) or not lock_held(lock):
+            return
+        try:
+            pid = int(Path(lock).read_text().split()[0])
+            os.kill(pid, signal.SIGTERM)
+        except (OSError, ValueError, IndexError):
+            return
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and lock_held(lock):
+            time.sleep(0.1)
 
     def reached(self) -> tuple[int, str] | None:
         """Where recovery ended: the switch point the promotion wrote into the new
