@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cluster import PRIMARY_SETTINGS, Server  # noqa: E402
-from common import run, say  # noqa: E402
-from tools import Pgharbor  # noqa: E402
+from cluster import PRIMARY_SETTINGS, Server
+from common import run, say
+from tools import Pgharbor
 
 
 def main() -> int:

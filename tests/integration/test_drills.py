@@ -20,8 +20,8 @@ import pytest
 from tests.fixtures.backupkit import Faulty, Store, backup
 from tests.fixtures.harbor import Harbor
 from tests.fixtures.postgres import PgCluster, server_dir
+from tests.fixtures.serve import ServeNode, wait_for
 from tests.fixtures.tamper import flip_byte, wal_objects
-from tests.integration.test_scheduler import ServeNode, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -14,77 +14,21 @@ PostgreSQL catalog, with a real PostgreSQL 15 cluster to back up.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from psycopg import sql as pgsql
 
-from tests.fixtures.harbor import PGHARBOR, Harbor
-from tests.fixtures.postgres import IS_ROOT, SERVER_USER, PgCluster, allocate_port, server_dir
+from tests.fixtures.harbor import Harbor
+from tests.fixtures.postgres import PgCluster, allocate_port, server_dir
+from tests.fixtures.serve import ServeNode, wait_for
 
 pytestmark = pytest.mark.integration
-LEASE = 3.0
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class ServeNode:
-    def __init__(self, harbor: Harbor, name: str, log: Path, **env: str) -> None:
-        self.name = name
-        self.port = allocate_port()
-        cmd = [PGHARBOR, *harbor.global_args(), "serve", "--node", name]
-        cmd += ["--listen", f"127.0.0.1:{self.port}", "--max-jobs", "2"]
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "PGHARBOR"))}
-        base.update(
-            {
-                "PGHARBOR_STATE_DIR": str(harbor.state_dir),
-                "PGHARBOR_SCHEDULER_POLL": "0.3",
-                "PGHARBOR_SCHEDULER_LEASE": str(LEASE),
-                "PGHARBOR_SCHEDULER_STOP_TIMEOUT": "5",
-                **env,
-            }
-        )
-        self.log = log
-        user = {"user": SERVER_USER, "group": SERVER_USER, "extra_groups": []} if IS_ROOT else {}
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen(
-                cmd, env=base, cwd=harbor.workdir, stdout=out, stderr=out, **user
-            )  # type: ignore[call-overload]
-
-    def health(self) -> tuple[int, dict[str, Any]]:
-        url = f"http://127.0.0.1:{self.port}/health"
-        try:
-            with urllib.request.urlopen(url, timeout=10) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
-        except (urllib.error.URLError, ConnectionError):
-            return 0, {}
-
-    def wait_healthy(self) -> None:
-        wait_for(f"{self.name} healthy", lambda: self.health()[0] == 200, 30)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        return self.proc.wait(timeout)
 
 
 @pytest.fixture
