@@ -32,6 +32,7 @@ class CheckOutcome:
     name: str
     ok: bool | None
     detail: str = ""
+    seconds: float = 0.0
 
 
 @dataclass

@@ -26,9 +26,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pgharbor import faultpoint
 from pgharbor.catalog.backups import Backup, BackupRepo
@@ -197,6 +198,17 @@ def run_drill(
     return result
 
 
+def _timed(result: DrillResult, fn: Callable[..., CheckOutcome | None], *args: Any) -> bool:
+    """Run one check, note its time; False when it failed."""
+    t0 = time.monotonic()
+    outcome = fn(*args)
+    if outcome is None:
+        return True
+    outcome = replace(outcome, seconds=round(time.monotonic() - t0, 3))
+    result.checks.append(outcome)
+    return outcome.ok is not False
+
+
 def _first_error(r: DrillResult) -> str | None:
     if r.error:
         return r.error
@@ -225,8 +237,7 @@ def _drill(job: _Job, result: DrillResult) -> None:
         )
         result.bytes_restored = r.bytes_written
         result.restore_s = round(time.monotonic() - t0, 3)
-        result.checks.append(checks.verifybackup(job.bindir, pgdata))
-        if result.checks[-1].ok is False:
+        if not _timed(result, checks.verifybackup, job.bindir, pgdata):
             return
         faultpoint.point("drill.restored")
         archived = checks.archived_segments(job.catalog, job.cluster)
@@ -245,8 +256,7 @@ def _drill(job: _Job, result: DrillResult) -> None:
 def _check(
     job: _Job, server: ScratchServer, result: DrillResult, archived: dict[int, set[int]]
 ) -> None:
-    result.checks.append(checks.connect(server))
-    if result.checks[-1].ok is False:
+    if not _timed(result, checks.connect, server):
         return
     reached = server.reached()
     if reached is not None:
@@ -254,9 +264,7 @@ def _check(
         size = job.cluster.wal_segment_size
         start = lsn_segno(parse_lsn(job.backup.start_lsn or "0/0"), size)
         result.wal_segments = lsn_segno(parse_lsn(reached[1]), size) - start + 1
-    result.checks.append(checks.recovery_point(archived, job.cluster, job.target, reached, server))
-    result.checks.append(checks.amcheck(server))
+    _timed(result, checks.recovery_point, archived, job.cluster, job.target, reached, server)
+    _timed(result, checks.amcheck, server)
     sql = job.settings.cluster_options(job.cluster.name).get("drill_sql_file")
-    outcome = checks.sql_file(server, sql)
-    if outcome is not None:
-        result.checks.append(outcome)
+    _timed(result, checks.sql_file, server, sql)
