@@ -174,13 +174,17 @@ def run_drill(
         else:
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
             scratch = folder / f"{name}-{drill_id}-{stamp}"
-            scratch.mkdir(mode=0o700)
-            job = _Job(catalog, settings, cluster, chosen, target, scratch, bindir, say)
-            _drill(job, result)
-            if result.ok and not keep:
-                shutil.rmtree(scratch, ignore_errors=True)
+            try:
+                scratch.mkdir(mode=0o700)
+            except OSError as exc:
+                result.error = f"cannot make the scratch folder {scratch}: {exc.strerror}"
             else:
-                result.scratch = str(scratch)
+                job = _Job(catalog, settings, cluster, chosen, target, scratch, bindir, say)
+                _drill(job, result)
+                if result.ok and not keep:
+                    shutil.rmtree(scratch, ignore_errors=True)
+                else:
+                    result.scratch = str(scratch)
     result.total_s = round(time.monotonic() - started, 3)
     repo.finish(
         drill_id,
