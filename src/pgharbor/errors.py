@@ -146,6 +146,13 @@ class Incomplete(PgharborError):
     code = 21
 
 
+class DrillFailed(PgharborError):
+    """A restore drill ran and failed (its result, recorded in the catalog, says which
+    check): the backup is not proven recoverable."""
+
+    code = 22
+
+
 class WalNotArchived(PgharborError):
     """wal fetch: no target has the file. Exit 1 is what PostgreSQL reads as "not in the
     archive" (the normal end of recovery, or a timeline probe)."""

@@ -69,6 +69,8 @@ class Settings(FrozenRecord):
     scheduler_max_attempts: int
     metrics_cache: float
     events_interval: float
+    drill_dir: str | None
+    drill_timeout: float
     catalog_source: str | None
     config_file: str | None
     sources: dict[str, str]

@@ -288,6 +288,23 @@ SETTINGS: Final = _table(
         low=0,
         high=86400,
     ),
+    _top(
+        "drill_dir",
+        PATH,
+        None,
+        "restore drills: the folder their scratch copies are made in (one fresh folder "
+        "per drill; it needs room for the backup's data plus the WAL it replays)",
+        default_doc="state_dir/drills",
+        example="/var/lib/pgharbor/drills",
+    ),
+    _top(
+        "drill_timeout",
+        NUMBER,
+        3600.0,
+        "restore drills: seconds the scratch server may take to recover and promote",
+        low=1,
+        high=7 * 86400,
+    ),
 )
 SECTIONS = ("targets", "clusters")  # the tables of tables: [targets.NAME], [clusters.NAME]
 # environment variables pgharbor reads that are not settings
@@ -441,7 +458,19 @@ ENCRYPTION: Final = _table(
         example=True,
     ),
 )
-CLUSTER: Final = ENCRYPTION
+CLUSTER: Final = {
+    **ENCRYPTION,
+    **_table(
+        Key(
+            "drill_sql_file",
+            PATH,
+            None,
+            "restore drills: SQL file run against the drilled copy; every query must "
+            "return true (e.g. SELECT count(*) > 0 FROM orders)",
+            example="/etc/pgharbor/c1-drill.sql",
+        )
+    ),
+}
 
 # option names that hold a credential anywhere, also in a table built in code
 SECRET_WORDS = ("password", "secret", "token", "passphrase", "access_key")

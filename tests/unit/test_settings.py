@@ -10,6 +10,7 @@ import pytest
 from pgharbor.errors import ConfigError
 from pgharbor.settings_spec import (
     BACKENDS,
+    CLUSTER,
     ENCRYPTION,
     INT,
     NUMBER,
@@ -369,8 +370,8 @@ def test_the_sample_example_tables_are_valid(tmp_path: Path) -> None:
     for scheme, table in by_backend.items():
         assert set(table) == set(BACKENDS[scheme])
         backend_options(scheme, table)
-    assert set(tables[3]) == set(ENCRYPTION)
-    check_table(ENCRYPTION, tables[3], "the sample")
+    assert set(tables[3]) == set(CLUSTER)  # encryption and drill_sql_file
+    check_table(CLUSTER, tables[3], "the sample")
 
 
 def test_the_reference_doc_is_generated_from_the_declaration() -> None:

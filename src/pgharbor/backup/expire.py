@@ -6,7 +6,8 @@
    them from then on;
 3. they are deleted through backup.delete (the exclusive ``gc`` lease on all their
    targets, their objects, then one safe GC per target of the chunks only they used);
-   a hold placed meanwhile is re-checked first and puts its backup back;
+   a hold placed (or a drill started) meanwhile is re-checked first and puts its
+   backup back; a running drill's backup is in use (catalog.drills), like a hold;
 4. the WAL files the remaining backups do not need are computed again from what is left
    in the catalog and deleted on every target that has a copy, under that target's
    ``gc`` lease (checked before each delete), and then their rows.
@@ -151,8 +152,12 @@ def _load(catalog: Catalog, settings: Settings, name: str, notes: list[str]) -> 
 def make_plan(
     catalog: Catalog, settings: Settings, name: str, in_use: frozenset[str] = frozenset()
 ) -> tuple[_Inputs, Plan, Policy, list[str]]:
+    from pgharbor.catalog.drills import DrillRepo
+
     notes: list[str] = []
     inputs = _load(catalog, settings, name, notes)
+    drilled = DrillRepo(catalog).in_use(inputs.cluster.id)  # running drills hold these
+    in_use = in_use | drilled
     policy = effective_policy(RetentionRepo(catalog), inputs.cluster.id)
     size = inputs.cluster.wal_segment_size
     acked = [
@@ -210,9 +215,15 @@ def _delete_backups(catalog: Catalog, settings: Settings, run: ExpireRun, ids: l
     repo = RetentionRepo(catalog)
     marked = repo.mark_expiring(ids)
     faultpoint.point("expire.after_mark")
+    from pgharbor.catalog.drills import DrillRepo
+
+    # a drill that started since the plan holds its backup: re-read after the mark (a
+    # drill records itself, then checks its backup is still ok: one of the two sees
+    # the other)
+    drilled = DrillRepo(catalog).in_use(catalog.cluster(run.cluster).id) if marked else set()
     doomed = []
     for backup_id in marked:
-        if repo.held(backup_id, now()) is not None:  # held since the plan: kept
+        if repo.held(backup_id, now()) is not None or backup_id in drilled:  # kept
             repo.unmark(backup_id)
             run.skipped.append(backup_id)
         else:

@@ -48,6 +48,7 @@ class Backup:
     error: str | None
     host: str = ""
     pid: int | None = None
+    drilled_at: datetime | None = None  # its newest passed restore drill (backup list)
 
 
 def writer_gone(

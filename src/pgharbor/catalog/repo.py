@@ -202,11 +202,12 @@ class Catalog:
 
     def forget_cluster(self, name: str) -> None:
         """Every row of a cluster (placements, copies, backups, holds, restore points, its
-        retention policy, WAL gaps, verification state), in one transaction; what the targets hold is not touched."""
+        retention policy, WAL gaps, verification state, drills), in one transaction; what the targets hold is not touched."""
         from pgharbor.catalog.schema import (
             backup_copies,
             backup_holds,
             backups,
+            drills,
             restore_points,
             retention_policies,
             verify_state,
@@ -220,6 +221,7 @@ class Catalog:
             conn.execute(backup_copies.delete().where(backup_copies.c.backup_id.in_(ids)))
             conn.execute(backup_holds.delete().where(backup_holds.c.backup_id.in_(ids)))
             tables = (
+                drills,
                 backups,
                 restore_points,
                 wal_scans,

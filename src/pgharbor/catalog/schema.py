@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -25,7 +26,7 @@ from sqlalchemy import (
 )
 
 # The newest Alembic revision in catalog/migrations/versions (checked by a unit test).
-SCHEMA_REVISION = "0008"
+SCHEMA_REVISION = "0009"
 
 metadata = MetaData(
     naming_convention={
@@ -310,4 +311,34 @@ check_states = Table(
     Column("text", Text, nullable=False),
     Column("changed_at", DateTime(timezone=True), nullable=False),
     Column("checked_at", DateTime(timezone=True), nullable=False),
+)
+
+# restore drills: a backup restored into a scratch folder, started, recovered and checked.
+# running: in progress (its process: host and pid, heartbeat modified_at; one that is
+# provably gone is marked failed by the next reader); ok; failed. ``checks``: JSON list of
+# {name, ok, detail}. A backup's "drilled at" is its newest ok drill.
+drills = Table(
+    "drills",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cluster_id", String(36), ForeignKey("clusters.id"), nullable=False),
+    Column("backup_id", String(40), nullable=False),  # no FK: a drill outlives its backup
+    Column("target", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("restore_s", Float),
+    Column("recovery_s", Float),
+    Column("total_s", Float),
+    Column("wal_segments", Integer),
+    Column("bytes_restored", BigInteger),
+    Column("reached_lsn", String(24)),
+    Column("checks", Text),
+    Column("error", Text),
+    Column("scratch", Text),  # kept for a human (failure or --keep), else NULL
+    Column("modified_at", DateTime(timezone=True), nullable=False),
+    Index(None, "cluster_id", "started_at"),
+    Index(None, "status"),
 )

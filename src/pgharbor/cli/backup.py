@@ -68,6 +68,7 @@ def backup_list(app: AppContext, cluster: str, as_json: bool) -> None:
             "logical",
             "stored",
             "targets",
+            "drilled at",
         ],
         [
             (
@@ -80,6 +81,7 @@ def backup_list(app: AppContext, cluster: str, as_json: bool) -> None:
                 fmt_bytes(b.logical_bytes),
                 fmt_bytes(b.stored_bytes),
                 ", ".join(b.targets),
+                fmt_time(b.drilled_at) or "-",
             )
             for b in items
         ],

@@ -40,6 +40,7 @@ def _register() -> None:
         catalog,
         check,
         config,
+        drill,
         events,
         fleet,
         key,
@@ -66,6 +67,7 @@ def _register() -> None:
     catalog.register(cli)
     check.register(cli)
     events.register(cli)
+    drill.register(cli)
 
 
 def _in_check(exc: click.ClickException) -> bool:

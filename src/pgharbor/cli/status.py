@@ -54,6 +54,13 @@ def _render(st: status_service.ClusterStatus) -> None:
         )
     if not st.windows:
         click.echo("  recoverable: nothing yet (no usable backup with its WAL)")
+    if st.proven_at is not None:
+        click.echo(
+            f"  last proven recoverable: {fmt_time(st.proven_at)}, RTO {st.proven_rto_s or 0:.1f} s "
+            f"(drill of backup {st.proven_backup})"
+        )
+    else:
+        click.echo("  last proven recoverable: never (no drill passed: pgharbor drill run)")
     rp = st.latest_restore_point
     click.echo(
         f"  restore points: {st.restore_points}"

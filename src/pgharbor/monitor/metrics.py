@@ -492,3 +492,12 @@ class FleetCollector(Collector):
         except Exception as exc:  # the catalog is away: the scrape says so, it does not fail
             self.cached, self.error = [], " ".join(str(exc).split())[:200]
         self.at = now
+
+
+def _drills(svc: Services) -> Iterable[Metric]:
+    from pgharbor.monitor.drill import drill_families
+
+    return drill_families(svc)
+
+
+register(_drills)

@@ -28,6 +28,7 @@ MODULES = (
     "pgharbor.monitor.fleet",
     "pgharbor.monitor.gaps",
     "pgharbor.monitor.scheduler",
+    "pgharbor.monitor.drill",
 )
 
 

@@ -61,8 +61,10 @@ def run(svc: Services, kind: str, cluster: str, scheduled: bool) -> Any:
         return retention.expire(svc, cluster)
     if kind == "verify":
         return verify(svc, cluster)
-    if kind == "drill":
-        raise PgharborError("drills are not built yet")
+    if kind == "drill":  # the newest usable backup to the end of the archive
+        from pgharbor.services import drills
+
+        return drills.run(svc, cluster)
     raise PgharborError(f"unknown job kind {kind!r}")
 
 

@@ -35,8 +35,15 @@ def create(
 
 
 def list_backups(svc: Services, cluster: str) -> list[Backup]:
-    """Oldest first; a running backup whose writer is gone is marked failed on the way."""
-    return BackupRepo(svc.catalog).for_cluster(cluster)
+    """Oldest first, each with when it last passed a drill; a running backup whose
+    writer is gone is marked failed on the way."""
+    from dataclasses import replace
+
+    from pgharbor.catalog.drills import DrillRepo
+
+    found = BackupRepo(svc.catalog).for_cluster(cluster)
+    drilled = DrillRepo(svc.catalog).drilled_at(svc.catalog.cluster(cluster).id)
+    return [replace(b, drilled_at=drilled.get(b.id)) for b in found]
 
 
 def show(svc: Services, cluster: str, backup_id: str) -> Backup:

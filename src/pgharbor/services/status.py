@@ -64,6 +64,10 @@ class ClusterStatus:
     restore_points: int = 0
     latest_restore_point: RestorePoint | None = None
     gaps: list[GapRow] = field(default_factory=list)  # open WAL gaps (pending or lost)
+    # the newest successful restore drill: "last proven recoverable", and its RTO
+    proven_at: datetime | None = None
+    proven_rto_s: float | None = None
+    proven_backup: str | None = None
 
 
 def _backup_summary(backups: list[Backup]) -> BackupSummary:
@@ -155,6 +159,12 @@ def cluster_status(svc: Services, name: str) -> ClusterStatus:
     points = RestorePointRepo(catalog).for_cluster(cluster.id)
     st.restore_points = len(points)
     st.latest_restore_point = points[-1] if points else None
+    from pgharbor.catalog.drills import DrillRepo
+
+    drilled = [d for d in DrillRepo(catalog).for_cluster(cluster.id, name, 200) if d.ok]
+    if drilled:
+        st.proven_at, st.proven_rto_s = drilled[0].finished_at, drilled[0].total_s
+        st.proven_backup = drilled[0].backup_id
     return st
 
 
