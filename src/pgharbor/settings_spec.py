@@ -468,7 +468,15 @@ CLUSTER: Final = {
             "restore drills: SQL file run against the drilled copy; every query must "
             "return true (e.g. SELECT count(*) > 0 FROM orders)",
             example="/etc/pgharbor/c1-drill.sql",
-        )
+        ),
+        Key(
+            "drill_target",
+            TEXT,
+            "end",
+            "restore drills without a target option: the end of the archive, or a random "
+            "LSN inside the newest timeline's recoverable window",
+            choices=("end", "random"),
+        ),
     ),
 }
 

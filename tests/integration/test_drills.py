@@ -109,6 +109,33 @@ def test_healthy_drill_passes_and_records_its_rto(scene: Scene) -> None:
     assert code == 0 and "last proven recoverable" in line, line
 
 
+def test_a_random_point_of_the_window_when_configured(scene: Scene) -> None:
+    h, pg = scene.harbor, scene.primary
+    for _ in range(2):  # a window of a few segments past the backup's end
+        pg.execute("INSERT INTO orders SELECT g, 'later' FROM generate_series(1, 500) g")
+        pg.wait_for_archived(pg.switch_wal(), timeout=120)
+    kept = scene.config.read_text()
+    scene.config.write_text(kept + 'drill_target = "random"\n')
+    try:
+        rc, r, err = scene.drill()
+    finally:
+        scene.config.write_text(kept)
+    assert rc == 0 and r["ok"], (r, err)
+    kind, _, value = r["target"].partition(" ")
+    assert kind == "lsn", r["target"]
+    (b,) = [b for b in h.json("backup", "list", "c1") if b["id"] == scene.first]
+    (window,) = h.json("status", "c1")[0]["windows"]
+
+    def lsn(text: str) -> int:
+        hi, lo = text.split("/")
+        return (int(hi, 16) << 32) | int(lo, 16)
+
+    assert lsn(b["stop_lsn"]) <= lsn(value) <= lsn(window["end_lsn"]) - 16 * 1024 * 1024
+    assert lsn(r["reached_lsn"]) >= lsn(value)
+    checks = {c["name"]: c["ok"] for c in r["checks"]}
+    assert checks["recovery point"] is True, r["checks"]
+
+
 def test_user_sql_check_returning_false_fails_and_keeps_the_scratch(scene: Scene) -> None:
     scene.sql.write_text(
         "SELECT count(*) > 0 FROM orders;\nSELECT count(*) > 1000000 FROM orders;\n"

@@ -61,7 +61,8 @@ def run_cmd(
     as_json: bool,
 ) -> None:
     """Restore CLUSTER into a scratch folder, start it on loopback, check it, record it
-    (default: the newest usable backup, to the end of the archive)."""
+    (default: the newest usable backup, to the end of the archive — or a random point of
+    the window with the cluster's drill_target = "random")."""
     from pgharbor.domain.pitr import RecoveryTarget
 
     target = RecoveryTarget.from_options(
@@ -72,7 +73,8 @@ def run_cmd(
         immediate=target_immediate,
     )
     say = (lambda s: click.echo(s, err=True)) if sys.stderr.isatty() and not as_json else None
-    r = drills.run(app.svc, cluster, target, backup_id=backup_id, keep=keep, say=say or _quiet)
+    given = None if target.kind == "end" else target  # none: the cluster's drill_target
+    r = drills.run(app.svc, cluster, given, backup_id=backup_id, keep=keep, say=say or _quiet)
     if as_json:
         emit_json(r)
     else:
