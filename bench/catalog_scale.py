@@ -23,7 +23,6 @@ tick ``pgharbor serve`` runs, as in scheduler_scale.py) while the queries are ti
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import shutil
@@ -39,7 +38,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cluster import Server
-from scheduler_scale import pct, say, setup, ticker
+from scheduler_scale import cleanup, pct, say, setup, ticker, write_results
 
 BACKUPS = 12  # per cluster
 HELD = 2  # the second oldest backup of each cluster is held
@@ -279,14 +278,9 @@ def main() -> int:
         for k in ("verify_scan", "expire_dry_run"):
             m = out[k]
             say(f"{k}: median {m['ms_median']} ms, p95 {m['ms_p95']} ms, sweep {m['sweep_s']} s")
-        os.makedirs(Path(args.out).parent, exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(out, f, indent=2)
-        print(json.dumps(out, indent=2))
+        write_results(out, args.out)
     finally:
-        srv.stop("immediate")
-        if not os.environ.get("SCHEDBENCH_KEEP"):
-            shutil.rmtree(base, ignore_errors=True)
+        cleanup(srv, base)
     return 0
 
 

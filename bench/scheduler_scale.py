@@ -124,6 +124,19 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(p * len(xs)))] if xs else 0.0
 
 
+def write_results(out: dict[str, Any], path: str) -> None:
+    os.makedirs(Path(path).parent, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(out, f, indent=2)
+    print(json.dumps(out, indent=2))
+
+
+def cleanup(srv: Server, base: Path) -> None:
+    srv.stop("immediate")
+    if not os.environ.get("SCHEDBENCH_KEEP"):
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clusters", type=int, default=1000)
@@ -228,14 +241,9 @@ def main() -> int:
             db="pgharbor",
         )
         out["last_fires_plan"] = explain.splitlines()[-1]
-        os.makedirs(Path(args.out).parent, exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(out, f, indent=2)
-        print(json.dumps(out, indent=2))
+        write_results(out, args.out)
     finally:
-        srv.stop("immediate")
-        if not os.environ.get("SCHEDBENCH_KEEP"):
-            shutil.rmtree(base, ignore_errors=True)
+        cleanup(srv, base)
     return 0
 
 
