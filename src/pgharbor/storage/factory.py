@@ -4,7 +4,6 @@ pay for boto3 or paramiko."""
 from __future__ import annotations
 
 from pgharbor.errors import UsageError
-from pgharbor.settings_check import backend_options
 from pgharbor.storage.base import plain_file_url
 
 TYPE_CHECKING = False
@@ -119,7 +118,11 @@ def open_storage(url: str, options: Mapping[str, Any] | None = None) -> Storage:
         from urllib.parse import urlsplit
 
         scheme = urlsplit(url).scheme
-    opts = backend_options(scheme, options)
+    opts: dict[str, Any] = {}
+    if options:  # none (a plain file:// target, as on every WAL push): no spec to load
+        from pgharbor.settings_check import backend_options
+
+        opts = backend_options(scheme, options)
     defaulted = getattr(options, "defaults", ())
     if defaulted and scheme in ("ssh", "s3"):  # a default gives way to the URL's query
         from urllib.parse import parse_qsl, urlsplit
