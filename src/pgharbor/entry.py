@@ -90,9 +90,14 @@ def run_hot(opts: dict[str, str], verb: str, args: list[str], problem: str | Non
 
         if problem is not None:
             raise UsageError(f"{problem}; usage: pgharbor {hotcli.USAGE[verb]}")
-        from pgharbor.settings import load_settings
+        early = verb == "push" and len(args) == 2  # a sync push: start on the segment now
+        if early:
+            from pgharbor.archive import early as ahead
 
-        settings = load_settings(catalog=opts.get("catalog"), config=opts.get("config"))
+            ahead.begin(args[1])
+        settings = hotcli.LazySettings(opts.get("catalog"), opts.get("config"))
+        if early:
+            ahead.compress_started(settings.get(), ahead.push_threads())
         hotcli.run(verb, settings, args)
         return 0
     except BaseException as exc:  # every failure: one line, one policy, never a traceback

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import logging
     from concurrent.futures import Future
 
+    from pgharbor.archive.hotcli import LazySettings
     from pgharbor.settings import Settings
 
 CACHE = "pg_wal/pgharbor-prefetch"
@@ -77,15 +78,18 @@ class Degraded(Exception):
     """A segment that could only be read after a bad copy: not prefetched."""
 
 
-def note_fetched(settings: Settings, cluster: str, pgdata: str, name: str) -> None:
-    """After PostgreSQL got segment ``name``: move the window, start the prefetcher."""
+def note_fetched(lazy: LazySettings, cluster: str, pgdata: str, name: str) -> None:
+    """After PostgreSQL got segment ``name``: move the window, start the prefetcher (the
+    settings are read only then, and it is started only when prefetch_depth allows)."""
     wal = parse_name(name)
     if wal.kind is not WalKind.SEGMENT:
         return
     cache = Cache(pgdata)
     cache.want(name)
     if not lock_held(cache.lock):
-        spawn(settings, "prefetcher", cluster, pgdata, cache.log)
+        settings = lazy.get()
+        if settings.prefetch_depth > 0:
+            spawn(settings, "prefetcher", cluster, pgdata, cache.log)
 
 
 def _unlink(path: str) -> None:
