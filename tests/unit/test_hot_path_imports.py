@@ -97,7 +97,10 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 # runs it, then what it loaded (before anything else is imported here)
 SCRIPT = Path(sys.executable).with_name("pgharbor")
 _RUN = """
-import sys
+import os, sys
+def leave(code):  # a hot verb that succeeded leaves through os._exit: see what it loaded
+    raise SystemExit(code)
+os._exit = leave
 script = sys.argv.pop(1)
 sys.argv[0] = script
 with open(script) as f:
