@@ -105,9 +105,10 @@ def fetch_with_prefetch(lazy: LazySettings, cluster: str, name: str, dest: str) 
     from pgharbor.archive.fetch import fetch  # not needed for a prefetched segment
 
     settings = lazy.get()
-    fetch(settings, cluster, name, dest)
-    if in_pgdata and settings.prefetch_depth > 0:
+    note = in_pgdata and settings.prefetch_depth > 0
+    if note:  # a prefetcher starts now, and fills the window while this one is read
         _note(lazy, cluster, name)
+    fetch(settings, cluster, name, dest)
 
 
 def _note(lazy: LazySettings, cluster: str, name: str) -> None:
