@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pgharbor.archive.context import HotSession
+from pgharbor.archive.early import push_threads
 from pgharbor.archive.push import describe_degraded, store_file
 from pgharbor.archive.spool import Spool, spawn_pusher
 from pgharbor.errors import PgharborError
@@ -59,13 +60,15 @@ class Pusher:
         self.refreshed = self.flushed = time.monotonic()
         self.unflushed = 0
 
-    def _task(self, name: str) -> tuple[Any, list[dict[str, Any]], PgharborError | None]:
-
+    def _task(
+        self, name: str, threads: int = 0
+    ) -> tuple[Any, list[dict[str, Any]], PgharborError | None]:
         return store_file(
             self.settings,
             self.session.ctx,
             os.path.join(self.pgdata, "pg_wal", name),
             recorded=self.session.recorded_checksums,
+            threads=threads,
         )
 
     def _sweep(self, ready: list[str]) -> None:
@@ -175,6 +178,9 @@ class Pusher:
                 ready = ready_files(self.status_dir)
                 self.spool.sweep(set(ready))
                 now = time.monotonic()
+                # a lone file (the pusher keeps up) is compressed on every core, for the
+                # archive_command waiting on it; a backlog, one file per worker
+                lone = not self.inflight and len(ready) == 1
                 for name in ready:
                     if len(self.inflight) >= self.workers * 2:
                         break
@@ -184,7 +190,8 @@ class Pusher:
                         or self.retry_at.get(name, 0) > now
                     ):
                         continue
-                    self.inflight[name] = self.pool.submit(self._task, name)
+                    threads = push_threads() if lone else 0
+                    self.inflight[name] = self.pool.submit(self._task, name, threads)
                 if self.inflight:  # woken by the first push that finishes, not a tick
                     wait(list(self.inflight.values()), 0.05, FIRST_COMPLETED)
                 self._collect()
