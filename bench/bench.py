@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 QUICK = Size(
     "quick", scale=10, segments=40, load_seconds=20, load_rounds=1, big_gb=0, backlog=40, rounds=1
 )
-FULL = Size("full", scale=70, segments=210, load_seconds=60, load_rounds=1, big_gb=4.0, backlog=200)
+FULL = Size("full", scale=70, segments=210, load_seconds=45, load_rounds=1, big_gb=4.0, backlog=200)
 
 
 def machine(workdir: Path) -> dict[str, Any]:

@@ -196,7 +196,7 @@ class Phases:
         shutil.rmtree(self.plain.zstd_dir)
 
     def fetch_per_segment(self) -> None:
-        names = self.names
+        names = self.names[:100]  # the replay feed below goes over all of them
         commands: dict[str, Callable[[str, Path], str]] = {
             "pgharbor": self.ph.fetch_command,
             **{key: br.fetch_command for key, br in self.brs.items()},

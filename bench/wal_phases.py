@@ -22,23 +22,30 @@ SEGMENT = 16 * 1024 * 1024
 SLOT = "bench_backlog"
 
 
-def timed_command(command: str, log: Path) -> str:
+def timed_command(command: str, log: Path, ahead: str = "") -> str:
     """``command`` as archive_command, each call's start and end (bash's EPOCHREALTIME,
-    no process of its own) appended to ``log``: the bash start-up is outside the timing."""
-    script = f's=$EPOCHREALTIME; {{ {command} ; }}; r=$?; echo "$s $EPOCHREALTIME $r" >> {q(log)}; exit $r'
+    no process of its own) appended to ``log``: the bash start-up is outside the timing.
+    ``ahead``: a path (``%f`` in it) that exists when the tool's pusher already archived
+    the file (pgharbor's done marker, pgBackRest's ``.ok`` in its spool), noted per call."""
+    test = f"[ -e {ahead} ] && a=1; " if ahead else ""
+    script = (
+        f"a=0; {test}s=$EPOCHREALTIME; {{ {command} ; }}; r=$?; "
+        f'echo "$s $EPOCHREALTIME $r $a" >> {q(log)}; exit $r'
+    )
     return f"exec /bin/bash -c {q(script)}"
 
 
-def call_times(log: Path) -> dict[str, float]:
-    """Median and p95 (ms) of the successful calls a timed_command logged."""
+def call_times(log: Path, only_ahead: bool = False) -> dict[str, float]:
+    """Median and p95 (ms) of the successful calls a timed_command logged (``only_ahead``:
+    of those whose file the pusher had archived before the call)."""
     if not log.exists():
         return {}
     seconds = []
     for line in log.read_text().splitlines():
         parts = line.split()
-        if len(parts) == 3 and parts[2] == "0":
+        if len(parts) >= 3 and parts[2] == "0" and (not only_ahead or parts[3:] == ["1"]):
             seconds.append(float(parts[1]) - float(parts[0]))
-    return summary(seconds) if seconds else {}
+    return {**summary(seconds), "n": len(seconds)} if seconds else {}
 
 
 def _timed_in(command: str, cwd: Path) -> float:
@@ -75,6 +82,7 @@ class ReplayFeed:
     def ways(self) -> dict[str, Any]:
         corpus = self.p.corpus
         ways: dict[str, Any] = {"cp": lambda _d: f"cp {q(corpus)}/%f %p"}
+        self.once = {f"{key}_sync" for key in self.p.brs}  # one round: the sync ways
         if self.p.ph.restore_command:
             ways["pgharbor"] = lambda _d: self.p.ph.restore_command
         for key, br in self.p.brs.items():
@@ -130,6 +138,8 @@ class ReplayFeed:
         for round_no in range(self.p.size.rounds):
             turn = order[round_no % len(order) :] + order[: round_no % len(order)]
             for way in turn:
+                if round_no and way in self.once:
+                    continue
                 self.settle()
                 rounds[way].append(self.one(way, ways[way], round_no))
                 say(f"replay feed, round {round_no + 1}, {way}: {rounds[way][-1]}")
@@ -179,7 +189,13 @@ class BacklogDrain:
         for sub in ("done", "failed"):
             shutil.rmtree(spool / sub, ignore_errors=True)
 
-    def command(self, way: str, round_no: int) -> tuple[str, str]:
+    def ahead_marker(self, way: str) -> str:
+        if way == "pgharbor":
+            return "pg_wal/pgharbor-spool/done/%f"
+        br = self.p.brs[way]
+        return q(br.root / "spool" / "archive" / br.stanza / "out") + "/%f.ok"
+
+    def command(self, way: str, round_no: int | str) -> tuple[str, str]:
         """A fresh archive for one way and round: (its archive_command, its marker)."""
         root = self.root / f"{way}-{round_no}"
         if way == "pgharbor":
@@ -201,28 +217,35 @@ class BacklogDrain:
                 raise BenchError(f"asynchronous archiving of {marker} still running")
             time.sleep(0.25)
 
+    def drain(self, way: str, names: list[str], command: str, marker: str) -> float:
+        """Seconds from setting ``command`` until no ``.ready`` file is left."""
+        self.mark_ready(names)
+        if self.p.pg.ready_count() < len(names):
+            raise BenchError("the backlog's segments are not all .ready again")
+        began = time.monotonic()
+        self.set_command(command)
+        while self.p.pg.ready_count():
+            if time.monotonic() - began > 900:
+                raise BenchError(f"{way} did not drain the backlog")
+            time.sleep(0.05)
+        seconds = time.monotonic() - began
+        self.set_command("")
+        self.wait_quiet(marker)
+        return seconds
+
     def run(self) -> dict[str, Any]:
         if not self.p.ph.has_async:
             return {}
         names = self.fill()
         ways = ["pgharbor", *self.p.brs]
         rounds: dict[str, list[dict[str, Any]]] = {w: [] for w in ways}
+        latency: dict[str, Any] = {}
         try:
             for round_no in range(self.p.size.rounds):
                 turn = ways[round_no % len(ways) :] + ways[: round_no % len(ways)]
                 for way in turn:
                     command, marker = self.command(way, round_no)
-                    self.mark_ready(names)
-                    if self.p.pg.ready_count() < len(names):
-                        raise BenchError("the backlog's segments are not all .ready again")
-                    began = time.monotonic()
-                    self.set_command(command)
-                    while self.p.pg.ready_count():
-                        if time.monotonic() - began > 900:
-                            raise BenchError(f"{way} did not drain the backlog")
-                        time.sleep(0.05)
-                    seconds = time.monotonic() - began
-                    self.set_command("")
+                    seconds = self.drain(way, names, command, marker)
                     one = {
                         "segments": len(names),
                         "seconds": round(seconds, 2),
@@ -231,7 +254,17 @@ class BacklogDrain:
                     }
                     rounds[way].append(one)
                     say(f"backlog drain, round {round_no + 1}, {way}: {one}")
-                    self.wait_quiet(marker)
+            # one more drain each, every archive_command call timed (not in segments/s:
+            # the timing wrapper's bash start-up would be in it)
+            for way in ways:
+                command, marker = self.command(way, "timed")
+                log = self.root / f"calls-{way}.txt"
+                self.drain(way, names, timed_command(command, log, self.ahead_marker(way)), marker)
+                latency[way] = {
+                    "all": call_times(log),
+                    "ahead": call_times(log, only_ahead=True),
+                }
+                say(f"backlog drain, timed calls, {way}: {latency[way]}")
         finally:
             self.p.pg.sql(f"SELECT pg_drop_replication_slot('{SLOT}')")
             self.set_command(self.p.both_archive_command())  # archives what is left
@@ -239,4 +272,6 @@ class BacklogDrain:
             shutil.rmtree(self.root, ignore_errors=True)
         out: dict[str, Any] = {"segments": len(names)}
         out.update({w: _rounds_summary(r) for w, r in rounds.items()})
+        for way, calls in latency.items():
+            out[way]["archive_command"] = calls
         return out
