@@ -227,8 +227,9 @@ class Prefetcher:
                 continue
             if self.missing_until.get(name, 0) > now:
                 break  # nothing past a missing segment: it ends the timeline for now
-            if len(self.inflight) >= self.workers:
-                break
+            # the whole window is queued (``workers`` read at a time), each with its
+            # marker at once: a restore_command that outruns the reads waits for its
+            # segment instead of reading it again beside them
             self.cache.inflight(name, True)
             self.inflight[name] = self.pool.submit(self.get, name)
 
@@ -251,7 +252,7 @@ class Prefetcher:
 
                 wait(list(self.inflight.values()), 0.05, FIRST_COMPLETED)
             else:
-                time.sleep(0.05)
+                time.sleep(0.02)
 
 
 def run_prefetcher(settings: Settings, cluster: str, pgdata_arg: str) -> int:
