@@ -32,8 +32,9 @@ if TYPE_CHECKING:
 SPOOL = "pg_wal/pgharbor-spool"
 RUNNING = "pusher.running"
 #: How long archive_command's shell waits for the running pusher's marker of its file
-#: (polls of 10 ms) before it starts pgharbor, which reports a failure or starts a pusher.
-SHELL_WAIT_POLLS = 300
+#: (polls of 20 ms: each is a ``sleep`` process, CPU the pusher could use) before it
+#: starts pgharbor, which reports a failure or starts a pusher.
+SHELL_WAIT_POLLS = 150
 
 
 def _unlink(path: str) -> None:
@@ -124,7 +125,7 @@ def spawn_pusher(settings: Settings, cluster: str, pgdata: str) -> None:
 def async_archive_command(command: str, cluster: str) -> str:
     """The async archive_command: the shell confirms a file the pusher already archived
     (no Python start-up at all). While a pusher runs (its marker) and the file has
-    neither a done nor a failed marker, the shell waits for one (10 ms polls, ~3 s at
+    neither a done nor a failed marker, the shell waits for one (20 ms polls, ~3 s at
     most), so an archiver that caught up with the pusher costs a ``sleep``, not a Python
     start beside the pusher's compression. Otherwise pgharbor reports the failure, or
     starts the pusher and waits. ``command``: the pgharbor executable with its global
@@ -134,7 +135,7 @@ def async_archive_command(command: str, cluster: str) -> str:
     done, failed, running = f"{SPOOL}/done/%f", f"{SPOOL}/failed/%f", f"{SPOOL}/{RUNNING}"
     wait = (
         f"i=0; while [ ! -e {done} ] && [ ! -e {failed} ] && [ -e {running} ] && "
-        f"[ $i -lt {SHELL_WAIT_POLLS} ]; do sleep 0.01; i=$((i+1)); done; "
+        f"[ $i -lt {SHELL_WAIT_POLLS} ]; do sleep 0.02; i=$((i+1)); done; "
     )
     push = f"{command} wal push --async {shlex.quote(cluster)} %p"
     return f"{wait}[ -e {done} ] && rm -f {done} || {push}"
