@@ -189,11 +189,13 @@ class BacklogDrain:
         for sub in ("done", "failed"):
             shutil.rmtree(spool / sub, ignore_errors=True)
 
-    def ahead_marker(self, way: str) -> str:
+    def ahead_marker(self, way: str, round_no: int | str) -> str:
+        """What exists when the way's pusher archived %f before the call (the done
+        marker; pgBackRest's ``.ok`` in the spool of that round's stanza)."""
         if way == "pgharbor":
             return "pg_wal/pgharbor-spool/done/%f"
-        br = self.p.brs[way]
-        return q(br.root / "spool" / "archive" / br.stanza / "out") + "/%f.ok"
+        spool = self.root / f"{way}-{round_no}" / "spool"
+        return q(spool / "archive" / PgBackRest.stanza / "out") + "/%f.ok"
 
     def command(self, way: str, round_no: int | str) -> tuple[str, str]:
         """A fresh archive for one way and round: (its archive_command, its marker)."""
@@ -259,7 +261,8 @@ class BacklogDrain:
             for way in ways:
                 command, marker = self.command(way, "timed")
                 log = self.root / f"calls-{way}.txt"
-                self.drain(way, names, timed_command(command, log, self.ahead_marker(way)), marker)
+                ahead = self.ahead_marker(way, "timed")
+                self.drain(way, names, timed_command(command, log, ahead), marker)
                 latency[way] = {
                     "all": call_times(log),
                     "ahead": call_times(log, only_ahead=True),
