@@ -104,6 +104,7 @@ def test_queue_a_backup_and_watch_it_finish(served: tuple[Harbor, ServeNode]) ->
         # a check answers what `pgharbor check … --json` prints
         api = http.get("/api/v1/checks/backup/c1", headers=op).json()
         cli = json.loads(h.run("check", "backup", "c1", "--json", check=False).stdout)
+
         def shape(doc: dict[str, Any]) -> Any:  # without the ages, which move on
             items = [
                 (i["name"], i["state"], [m["label"] for m in i["metrics"]]) for i in doc["items"]
