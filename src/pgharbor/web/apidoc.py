@@ -98,6 +98,9 @@ message and exit code the CLI gives for the same failure, and the HTTP status:
 `GET /api/v1/checks/{service}/{cluster}` answers 200 with the document of
 `pgharbor check SERVICE CLUSTER --json` (its `state` says OK to UNKNOWN); it does not record
 the check's state (the serve node does that every `events_interval`).
+`GET /api/v1/checks/{service}` probes every active cluster, as `pgharbor check --all` does:
+on a large fleet, prefer one cluster at a time, `/metrics`, or the recorded states in
+`GET /api/v1/events`.
 
 ## TLS, and /metrics
 
