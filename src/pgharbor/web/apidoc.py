@@ -23,7 +23,8 @@ services the CLI calls: each answer is what the matching command prints with `--
 
 ## Credentials
 
-Nothing is anonymous but `GET /health` (and `GET /metrics`, see below). A request carries
+No route of the API is anonymous; of the whole server only `GET /health`, `GET /metrics`
+(see below), the dashboard's sign-in page and its static files are. A request carries
 either an **API token** or a **dashboard session**:
 
 - `Authorization: Bearer TOKEN`, a token made with `pgharbor token create`. The catalog
