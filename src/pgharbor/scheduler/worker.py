@@ -68,6 +68,15 @@ def run(svc: Services, kind: str, cluster: str, scheduled: bool) -> Any:
     raise PgharborError(f"unknown job kind {kind!r}")
 
 
+def outcome(kind: str, result: Any) -> dict[str, Any]:
+    """The job's record: a run that finished but found trouble (a lost WAL gap, a copy
+    it could not repair, an expire its guard refused: ``ok`` false in its result) is a
+    failed job, with its whole result."""
+    good = not (isinstance(result, dict) and result.get("ok") is False)
+    why = None if good else f"{kind} finished with problems (see the result)"
+    return {"ok": good, "result": result, "error": why}
+
+
 def main() -> int:
     job = json.loads(sys.stdin.read())
     die_with_parent(int(job["parent"]))
@@ -78,11 +87,7 @@ def main() -> int:
         result = to_jsonable(
             run(Services(settings), job["kind"], job["cluster"], bool(job["scheduled"]))
         )
-        # a run that finished but found trouble (a lost WAL gap, a copy it could not
-        # repair, an expire its guard refused) is a failed job, with its whole result
-        good = not (isinstance(result, dict) and result.get("ok") is False)
-        why = None if good else f"{job['kind']} finished with problems (see the result)"
-        out = {"ok": good, "result": result, "error": why}
+        out = outcome(job["kind"], result)
     except PgharborError as exc:
         out = {"ok": False, "result": None, "error": exc.message}
     except Exception as exc:  # one line, as the CLI would print it
