@@ -115,6 +115,21 @@ class ChunkIndex(_TempDB):
         row = self._one("SELECT pack, off, len, size FROM loc WHERE cid = ?", (cid,))
         return None if row is None else Location(*row)  # type: ignore[arg-type]
 
+    def get_many(self, cids: list[bytes]) -> dict[bytes, Location]:
+        """The locations of those of ``cids`` the index holds, in a few queries."""
+        maybe = [c for c in cids if self._maybe(c)]
+        found: dict[bytes, Location] = {}
+        for at in range(0, len(maybe), 500):  # well under SQLite's parameter limit
+            part = maybe[at : at + 500]
+            marks = ",".join("?" * len(part))
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT cid, pack, off, len, size FROM loc WHERE cid IN ({marks})", part
+                ).fetchall()
+            for cid, *loc in rows:
+                found[bytes(cid)] = Location(*loc)
+        return found
+
     def __getitem__(self, cid: bytes) -> Location:
         loc = self.get(cid)
         if loc is None:

@@ -147,29 +147,49 @@ class BackupSource:
         return reader
 
     def runs(self, wanted: list[Wanted]) -> tuple[list[Run], list[Wanted]]:
-        """Group chunks into runs on the first source whose index has them; the chunks no
-        index has (second list) are read one by one, with fallback."""
+        """Group chunks into runs on the first source whose index has them (the
+        partitions' indexes first, then all of them); the chunks no index has (second
+        list) are read one by one, with fallback. Looked up in batches."""
         by_pack: dict[tuple[int, str], list[tuple[Wanted, Location]]] = {}
-        alone: list[Wanted] = []
-        for w in wanted:
-            found = self._locate(w.cid, False) or self._locate(w.cid, True)
-            if found is None:
-                alone.append(w)
-            else:
-                i, loc = found
-                by_pack.setdefault((i, loc.pack), []).append((w, loc))
+        todo = wanted
+        for whole in (False, True):
+            for i, src in enumerate(self.sources):
+                if not todo:
+                    break
+                try:
+                    found = src.ready(whole).index.get_many([w.cid for w in todo])
+                except (StorageError, IntegrityError):
+                    continue
+                rest = []
+                for w in todo:
+                    loc = found.get(w.cid)
+                    if loc is None:
+                        rest.append(w)
+                    else:
+                        by_pack.setdefault((i, loc.pack), []).append((w, loc))
+                todo = rest
         runs: list[Run] = []
         for (i, pack), items in by_pack.items():
             items.sort(key=lambda it: it[1].offset)
-            run = Run(self.sources[i], pack, [items[0]])
-            for item in items[1:]:
+            run: Run | None = None
+            end = 0
+            for item in items:
                 loc = item[1]
-                if loc.offset - run.end > MAX_GAP or loc.offset + loc.length - run.start > MAX_RUN:
-                    runs.append(run)
-                    run = Run(self.sources[i], pack, [])
-                run.items.append(item)
+                if (
+                    run is None
+                    or loc.offset - end > MAX_GAP
+                    or loc.offset + loc.length - run.start > MAX_RUN
+                ):
+                    if run is not None:
+                        runs.append(run)
+                    run = Run(self.sources[i], pack, [item])
+                    end = loc.offset + loc.length
+                else:
+                    run.items.append(item)
+                    end = max(end, loc.offset + loc.length)
+            assert run is not None
             runs.append(run)
-        return runs, alone
+        return runs, todo
 
     def _locate(self, cid: bytes, whole: bool) -> tuple[int, Location] | None:
         """The first source (by priority) whose index has the chunk: among the partitions'
