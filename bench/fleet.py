@@ -153,6 +153,7 @@ def measure(server: Server, versions: list[Version], rounds: int, label: str) ->
         )
         server.sql("CHECKPOINT")
         for v in versions if r % 2 == 0 else reversed(versions):
+            os.sync()  # what the other version wrote is not this backup's to write out
             row = v.backup()
             out[v.name].append(row)
             say(f"{label}: {v.name}: {row}")
@@ -233,6 +234,7 @@ def main(argv: list[str]) -> int:
             f"writing {args.clusters - 1} other clusters' stores ({packs} packs, {chunks} chunks each)"
         )
         synthesize([v.repo for v in versions], args.clusters - 1, packs, chunks)
+        os.sync()  # not the measured backups' fsyncs that write those out
         res["many"] = measure(server, versions, args.rounds, f"{args.clusters} clusters")
         res["seconds"] = round(time.monotonic() - began, 1)
     finally:

@@ -220,3 +220,17 @@ def test_an_add_after_a_flush_finds_what_the_flush_indexed(storage: Storage) -> 
         assert store.new_chunks == 1
     finally:
         store.close()
+
+
+def test_probe_many_sees_the_index_and_the_open_pack(storage: Storage) -> None:
+    _backup(storage, "c1", [1])
+    store = ChunkStore(storage)
+    try:
+        store.load(partition="c1")
+        ids = [store.codec.chunk_id(_raw(n)) for n in (1, 2, 3)]
+        store.add(ids[1], 32768, store.codec.encode(_raw(2)))  # in the open pack only
+        got = store.probe_many(ids)
+        assert [loc is not None for loc, _ in got] == [True, True, False]
+        assert got == [store.probe(c) for c in ids]
+    finally:
+        store.close()

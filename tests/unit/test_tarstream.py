@@ -85,7 +85,8 @@ def test_the_pump_hands_over_entries_chunks_and_checksums_in_order() -> None:
             current = obj.name  # type: ignore[attr-defined]
             files.setdefault(current, b"")
         elif kind == CHUNK:
-            files[current] += obj  # type: ignore[operator]
+            assert isinstance(obj, list) and 1 <= len(obj) <= 4
+            files[current] += b"".join(obj)
         else:
             assert kind == FILE_END
             sums[current] = str(obj)

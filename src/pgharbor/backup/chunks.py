@@ -373,6 +373,13 @@ class ChunkStore:
         gen = self.generation  # first: see flush
         return self.lookup(cid), gen
 
+    def probe_many(self, cids: list[bytes]) -> list[Probe]:
+        """probe() of each (one index query for all of them)."""
+        gen = self.generation  # first: see flush
+        pending = self._pending
+        found = self.index.get_many([c for c in cids if c not in pending])
+        return [(pending.get(c) or found.get(c), gen) for c in cids]
+
     # -- writing ---------------------------------------------------------------
     def add(self, cid: bytes, size: int, blob: bytes | None, probe: Probe | None = None) -> int:
         """Add an encoded chunk unless present (``blob`` may be None then); returns the

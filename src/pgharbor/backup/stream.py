@@ -47,22 +47,31 @@ class Streamer:
         self.checksums: dict[str, str] = {}
         self.queued = 0  # chunk ids handed to the window so far: the next one's position
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chunk")
-        self.window: deque[Future[Prepared]] = deque()
-        self.limit = workers * 16  # 2 MiB of chunks per worker in flight
+        self.window: deque[Future[list[Prepared]]] = deque()  # a few chunks per job
+        self.inflight = 0  # chunks in the window
+        self.limit = workers * 16  # 1 MiB of chunks per worker in flight
         self.logical = 0
 
-    def _prepare(self, block: bytes) -> Prepared:
-        cid = self.codec.chunk_id(block)
-        probes = [t.store.probe(cid) for t in self.stores]
-        needed = any(loc is None for loc, _ in probes)
-        return cid, len(block), probes, self.codec.encode(block) if needed else None
+    def _prepare(self, blocks: list[bytes]) -> list[Prepared]:
+        """On a worker: the chunks' ids, where each store has them, and the encoding of
+        those some store lacks."""
+        cids = [self.codec.chunk_id(b) for b in blocks]
+        probes = [t.store.probe_many(cids) for t in self.stores]
+        out: list[Prepared] = []
+        for k, (cid, block) in enumerate(zip(cids, blocks, strict=True)):
+            mine = [p[k] for p in probes]
+            needed = any(loc is None for loc, _ in mine)
+            out.append((cid, len(block), mine, self.codec.encode(block) if needed else None))
+        return out
 
     def _settle(self) -> None:
-        cid, size, probes, blob = self.window.popleft().result()
-        for t, probe in zip(self.stores, probes, strict=True):
-            t.store.add(cid, size, blob, probe)
-        if self.ids.append(cid) == MID_STREAM:
-            faultpoint.point("backup.mid_stream")
+        prepared = self.window.popleft().result()
+        self.inflight -= len(prepared)
+        for cid, size, probes, blob in prepared:
+            for t, probe in zip(self.stores, probes, strict=True):
+                t.store.add(cid, size, blob, probe)
+            if self.ids.append(cid) == MID_STREAM:
+                faultpoint.point("backup.mid_stream")
 
     def archive(
         self,
@@ -81,12 +90,13 @@ class Streamer:
             entry: FileEntry | None = None
             for kind, obj in pump.events():
                 if kind == CHUNK:
-                    assert isinstance(obj, bytes)
+                    assert isinstance(obj, list)
                     self.window.append(self.pool.submit(self._prepare, obj))
-                    self.queued += 1
-                    while len(self.window) > self.limit:
+                    self.queued += len(obj)
+                    self.inflight += len(obj)
+                    while self.inflight > self.limit:
                         self._settle()
-                    done[0] += len(obj)
+                    done[0] += sum(len(b) for b in obj)
                     progress(done[0], total)
                 elif kind == ENTRY:
                     assert isinstance(obj, Member)

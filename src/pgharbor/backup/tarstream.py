@@ -140,23 +140,27 @@ class TarReader:
             pass
 
 
-# Events from the reading thread, in order: an entry (a Member), a chunk of the current
-# file (bytes), the end of the current file (its CRC32C), the end of the archive (None).
+# Events from the reading thread, in order: an entry (a Member), chunks of the current
+# file (a list of bytes), the end of the current file (its checksum), the end (None).
 Event = tuple[str, object]
 ENTRY, CHUNK, FILE_END, END, ERROR = "entry", "chunk", "end-of-file", "end", "error"
 
 
 class Pump:
     """Reads one archive on a thread: receiving (libpq releases the GIL while it waits
-    for the server) and parsing overlap the hashing, compressing and storing. The
-    events queue is bounded: memory is ``depth`` chunks."""
+    for the server) and parsing overlap the hashing, compressing and storing. Chunks
+    come ``batch`` at a time; the events queue is bounded (16 events: 4 MiB)."""
 
     def __init__(
-        self, payloads: Iterable[Payload], chunk: int, checksum: Callable[[], Checksum]
+        self,
+        payloads: Iterable[Payload],
+        chunk: int,
+        checksum: Callable[[], Checksum],
+        batch: int = 4,
     ) -> None:
-        self.q: queue.Queue[Event] = queue.Queue(maxsize=64)
+        self.q: queue.Queue[Event] = queue.Queue(maxsize=16)
         self.stop = threading.Event()
-        self.chunk, self.checksum = chunk, checksum
+        self.chunk, self.checksum, self.batch = chunk, checksum, batch
         self.thread = threading.Thread(target=self._run, args=(payloads,), name="tar", daemon=True)
         self.thread.start()
 
@@ -175,9 +179,15 @@ class Pump:
                 self._put((ENTRY, m))
                 if m.type == "f":
                     digest = self.checksum()
+                    blocks: list[bytes] = []
                     for block in data:
                         digest.update(block)
-                        self._put((CHUNK, block))
+                        blocks.append(block)
+                        if len(blocks) == self.batch:
+                            self._put((CHUNK, blocks))
+                            blocks = []
+                    if blocks:
+                        self._put((CHUNK, blocks))
                     self._put((FILE_END, digest.hexdigest()))
             self._put((END, None))
         except _Stopped:
