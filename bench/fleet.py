@@ -65,7 +65,14 @@ class Version:
                 ["tar", "-x", "-C", str(self.root / "code")], input=archive.stdout, check=True
             )
             src = self.root / "code" / "src"
-        self.source = rev or "working tree"
+        self.source = "working tree"
+        if rev is not None:
+            sha = subprocess.run(
+                ["git", "-c", "safe.directory=*", "-C", str(REPO), "rev-parse", "--short", rev],
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+            self.source = rev if sha.startswith(rev) or not sha else f"{rev} = {sha}"
         # a console script named pgharbor (the archive_command it prints names itself)
         self.exe = self.root / "bin" / "pgharbor"
         self.exe.write_text(
