@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 CACHE_KIB = 2 * 1024  # SQLite page cache per database: the memory bound
+FILTER_BITS = 1 << 24  # the index's in-memory filter: 2 MiB, whatever the store holds
 
 
 @dataclass(frozen=True)
@@ -79,18 +80,55 @@ class _TempDB:
             self._db.close()
 
 
+def _bits(cid: bytes) -> tuple[int, int]:
+    """Two positions in the filter, from the id's own bytes (ids are SHA-256 or HMAC
+    digests: uniform already)."""
+    return (
+        int.from_bytes(cid[:4], "little") % FILTER_BITS,
+        int.from_bytes(cid[4:8], "little") % FILTER_BITS,
+    )
+
+
 class ChunkIndex(_TempDB):
-    """chunk id -> Location, for every chunk of one target's store."""
+    """chunk id -> Location, for every chunk of one target's store.
+
+    A fixed-size filter in memory (two bits per id, a Bloom filter) answers most
+    lookups of absent chunks without asking SQLite: every chunk of a first backup. It
+    never says "absent" for a chunk that is there; as the index grows it only says
+    "maybe" more often (1 % of absent chunks at a million ids), and SQLite decides."""
 
     def __init__(self) -> None:
         super().__init__(
             "CREATE TABLE loc (cid BLOB PRIMARY KEY, pack TEXT NOT NULL, off INTEGER NOT NULL,"
             " len INTEGER NOT NULL, size INTEGER NOT NULL) WITHOUT ROWID"
         )
+        self._filter = bytearray(FILTER_BITS // 8)
+
+    def _maybe(self, cid: bytes) -> bool:
+        a, b = _bits(cid)
+        f = self._filter
+        return bool(f[a >> 3] & (1 << (a & 7))) and bool(f[b >> 3] & (1 << (b & 7)))
 
     def get(self, cid: bytes) -> Location | None:
+        if not self._maybe(cid):
+            return None
         row = self._one("SELECT pack, off, len, size FROM loc WHERE cid = ?", (cid,))
         return None if row is None else Location(*row)  # type: ignore[arg-type]
+
+    def get_many(self, cids: list[bytes]) -> dict[bytes, Location]:
+        """The locations of those of ``cids`` the index holds, in a few queries."""
+        maybe = [c for c in cids if self._maybe(c)]
+        found: dict[bytes, Location] = {}
+        for at in range(0, len(maybe), 500):  # well under SQLite's parameter limit
+            part = maybe[at : at + 500]
+            marks = ",".join("?" * len(part))
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT cid, pack, off, len, size FROM loc WHERE cid IN ({marks})", part
+                ).fetchall()
+            for cid, *loc in rows:
+                found[bytes(cid)] = Location(*loc)
+        return found
 
     def __getitem__(self, cid: bytes) -> Location:
         loc = self.get(cid)
@@ -99,21 +137,28 @@ class ChunkIndex(_TempDB):
         return loc
 
     def __contains__(self, cid: object) -> bool:
-        return self._one("SELECT 1 FROM loc WHERE cid = ?", (cid,)) is not None
+        return isinstance(cid, bytes) and self.get(cid) is not None
 
     def add(self, cid: bytes, loc: Location) -> None:
         """Record loc unless the chunk is already known (the first location stays)."""
         self.add_many([(cid, loc)])
 
     def add_many(self, items: Iterable[tuple[bytes, Location]]) -> None:
-        self._many(
-            "INSERT OR IGNORE INTO loc VALUES (?, ?, ?, ?, ?)",
-            ((c, x.pack, x.offset, x.length, x.size) for c, x in items),
-        )
+        f = self._filter
+
+        def rows() -> Iterator[tuple[object, ...]]:
+            for c, x in items:
+                a, b = _bits(c)
+                f[a >> 3] |= 1 << (a & 7)  # before the row: never absent while it is there
+                f[b >> 3] |= 1 << (b & 7)
+                yield c, x.pack, x.offset, x.length, x.size
+
+        self._many("INSERT OR IGNORE INTO loc VALUES (?, ?, ?, ?, ?)", rows())
 
     def clear(self) -> None:
         with self._lock:
             self._db.execute("DELETE FROM loc")
+            self._filter = bytearray(FILTER_BITS // 8)
 
     def __len__(self) -> int:
         return self._count("loc")

@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import secrets
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,14 +40,25 @@ from pgharbor.backup.chunkdb import ChunkIndex, Location
 from pgharbor.envelope import decompress
 from pgharbor.errors import EncryptionError, IntegrityError, ObjectNotFound, StorageError
 from pgharbor.storage.base import Storage
-from pgharbor.storage.layout import INDEXES, PACKS, index_key, pack_key, quarantine_key
+from pgharbor.storage.layout import (
+    INDEXES,
+    PACKS,
+    index_key,
+    pack_key,
+    partition_key,
+    partition_prefix,
+    quarantine_key,
+)
 
 log = logging.getLogger(__name__)
+
+Probe = tuple[Location | None, int]  # ChunkStore.probe: where a chunk was, and when
 
 PACK_SIZE = 16 * 1024 * 1024
 MAX_CHUNK = 1024 * 1024  # chunks are 64 KiB; no index may make a read allocate more
 MAX_INDEX = 256 * 1024 * 1024  # the JSON index of one pack, decompressed
 MAX_BLOB = MAX_CHUNK + 1024  # a stored chunk: its encoding's overhead is small
+CONFIRM_BY_STAT = 2000  # up to this many packs relied on, confirm() looks each one up
 INDEX_FORMAT = "pgharbor-chunk-index/1"
 _NONE, _ZSTD, _AES = 0, 1, 2
 _HEAD = 1 + crypto.KEY_ID_BYTES  # an encrypted chunk's type byte and key id
@@ -62,6 +74,32 @@ class ChunkCodec:
 
     def __init__(self, compression: str = "zstd", level: int = 3) -> None:
         self.compression, self.level = compression, level
+        self._local = threading.local()  # one compressor per thread: set-up costs a lot
+
+    def _compressor(self) -> zstandard.ZstdCompressor:
+        c: zstandard.ZstdCompressor | None = getattr(self._local, "zstd", None)
+        if c is None:
+            c = self._local.zstd = zstandard.ZstdCompressor(level=self.level)
+        return c
+
+    def _decompress(self, payload: bytes, size: int) -> bytes:
+        """As envelope.decompress (never more than ``size`` bytes: a frame claiming more
+        is refused), with one decompressor per thread: making one costs as much as
+        decompressing a 64 KiB chunk."""
+        d: zstandard.ZstdDecompressor | None = getattr(self._local, "unzstd", None)
+        if d is None:
+            d = self._local.unzstd = zstandard.ZstdDecompressor()
+        try:
+            if zstandard.frame_content_size(payload) > size:
+                raise IntegrityError(
+                    f"chunk does not decompress: its frame claims more than {size} bytes"
+                )
+            data: bytes = d.decompress(payload, max_output_size=size)
+        except zstandard.ZstdError as exc:
+            raise IntegrityError(
+                f"chunk does not decompress: stored object is corrupt ({exc})"
+            ) from None
+        return data
 
     def chunk_id(self, raw: bytes | memoryview) -> bytes:
         return hashlib.sha256(raw).digest()
@@ -102,7 +140,7 @@ class ChunkCodec:
 
     def encode(self, raw: bytes | memoryview) -> bytes:
         if self.compression == "zstd":
-            data: bytes = zstandard.ZstdCompressor(level=self.level).compress(raw)
+            data: bytes = self._compressor().compress(raw)
             if len(data) < len(raw):
                 return bytes([_ZSTD]) + data
         return bytes([_NONE]) + bytes(raw)
@@ -114,10 +152,7 @@ class ChunkCodec:
         if kind == bytes([_ZSTD]):
             if not 0 <= size <= MAX_CHUNK:  # the size comes from an index: bound it
                 raise IntegrityError(f"chunk claims {size} bytes (at most {MAX_CHUNK})")
-            try:
-                return decompress(payload, "zstd", size)
-            except IntegrityError as exc:
-                raise IntegrityError(f"chunk does not decompress: {exc}") from None
+            return self._decompress(payload, size)
         if kind == bytes([_AES]):
             raise EncryptionError(
                 f"chunk is encrypted (key {blob[1:_HEAD].hex()}) and no encryption key is "
@@ -234,36 +269,79 @@ class ChunkStore:
         self.pack_size = pack_size
         self.index = ChunkIndex()  # on local disk: see chunkdb
         self._open = _OpenPack()
+        # the open pack's chunks, not in the index yet (it gets them in one batch when the
+        # pack is written); ``generation`` counts those batches, see probe()
+        self._pending: dict[bytes, Location] = {}
+        self.generation = 0
         self.new_bytes = 0
         self.new_chunks = 0
         self.relied: set[str] = set()  # packs holding a chunk added to this store
         self.problems: list[str] = []  # indexes load() could not use, and why
+        self.partition: str | None = None  # the cluster whose packs were loaded (see load)
+        self.marked: set[str] = set()  # packs the partition's markers name
+        self.loaded: set[str] = set()  # packs whose index is in self.index
+        self.whole = False  # every index of the store was read
 
     # -- index ---------------------------------------------------------------
-    def load(self, *, quarantine: bool = True, dangling: bool = False) -> None:
-        """Read every usable index. One that is corrupt is moved to the quarantine
-        (``quarantine``: a backup, which then stores its chunks again) or skipped (a
-        reader, which then reads them from another placement); one whose pack is gone
-        is skipped (unless ``dangling``: a verification names the missing pack). Each
-        is one warning. Unreachable storage still fails."""
+    def load(
+        self, *, quarantine: bool = True, dangling: bool = False, partition: str | None = None
+    ) -> None:
+        """Read the usable indexes: with ``partition`` (a cluster), only those of the packs
+        its markers name (``chunks/partitions/CLUSTER/PACK``: the packs its backups wrote
+        or relied on), so the cost is the cluster's own data, not that of every cluster
+        on the target; a cluster with no marker yet (its first backup here, or a store
+        written before partitions) reads every index, as all of them did before. One
+        that is corrupt is moved to the quarantine (``quarantine``: a backup, which then
+        stores its chunks again) or skipped (a reader, which then reads them from another
+        placement); one whose pack is gone is skipped (unless ``dangling``: a
+        verification names the missing pack). Each is one warning. Unreachable storage
+        still fails."""
         self.index.clear()
-        self.problems = []
+        self._pending.clear()
+        self.problems, self.loaded, self.whole = [], set(), False
+        self.partition, self.marked = partition, set()
+        if partition is not None:
+            self.marked = set(names(self.storage, partition_prefix(partition)))
+            if self.marked:
+                for pack in sorted(self.marked):
+                    if not dangling and not self.storage.exists(pack_key(pack)):
+                        if self.storage.exists(index_key(pack)):
+                            self._skip(pack, f"chunk index {pack} names a pack that is not there")
+                        continue  # a marker a GC has not removed yet
+                    self._read_index(pack, quarantine)
+                return
+        self.load_rest(quarantine=quarantine, dangling=dangling)
+
+    def load_rest(self, *, quarantine: bool = True, dangling: bool = False) -> None:
+        """Read every index not read yet (a restore's chunk that its cluster's partition
+        does not hold: a backup from before partitions, or a pack a GC rewrote without
+        its markers)."""
+        if self.whole:
+            return
         packs = names(self.storage, PACKS)  # first: see backup.gc
         for pack in names(self.storage, INDEXES):
+            if pack in self.loaded:
+                continue
             if pack not in packs and not dangling:
                 self._skip(pack, f"chunk index {pack} names a pack that is not there")
                 continue
-            try:
-                blob = self.storage.get(index_key(pack))
-            except ObjectNotFound:
-                continue  # removed by a GC
-            try:
-                self.index.add_many(parse_index(pack, blob))
-            except IntegrityError as exc:
-                if quarantine:
-                    self.quarantine(pack, blob, exc.message)
-                else:
-                    self._skip(pack, exc.message)
+            self._read_index(pack, quarantine)
+        self.whole = True
+
+    def _read_index(self, pack: str, quarantine: bool) -> None:
+        try:
+            blob = self.storage.get(index_key(pack))
+        except ObjectNotFound:
+            return  # removed by a GC, or quarantined
+        try:
+            self.index.add_many(parse_index(pack, blob))
+        except IntegrityError as exc:
+            if quarantine:
+                self.quarantine(pack, blob, exc.message)
+            else:
+                self._skip(pack, exc.message)
+            return
+        self.loaded.add(pack)
 
     def _skip(self, pack: str, why: str) -> None:
         self.problems.append(why)
@@ -283,20 +361,46 @@ class ChunkStore:
     def close(self) -> None:
         self.index.close()
 
+    def lookup(self, cid: bytes) -> Location | None:
+        return self._pending.get(cid) or self.index.get(cid)
+
     def has(self, cid: bytes) -> bool:
-        return cid in self.index
+        return self.lookup(cid) is not None
+
+    def probe(self, cid: bytes) -> Probe:
+        """Where the chunk is now (any thread may ask, while the writer adds): the answer
+        and the generation it was given in, for add()."""
+        gen = self.generation  # first: see flush
+        return self.lookup(cid), gen
+
+    def probe_many(self, cids: list[bytes]) -> list[Probe]:
+        """probe() of each (one index query for all of them)."""
+        gen = self.generation  # first: see flush
+        pending = self._pending
+        found = self.index.get_many([c for c in cids if c not in pending])
+        return [(pending.get(c) or found.get(c), gen) for c in cids]
 
     # -- writing ---------------------------------------------------------------
-    def add(self, cid: bytes, size: int, blob: bytes | None) -> int:
+    def add(self, cid: bytes, size: int, blob: bytes | None, probe: Probe | None = None) -> int:
         """Add an encoded chunk unless present (``blob`` may be None then); returns the
-        bytes it will add. Either way the pack holding it is one this store relies on."""
-        loc = self.index.get(cid)
+        bytes it will add. Either way the pack holding it is one this store relies on.
+        ``probe`` is what probe() said when the chunk was hashed: stores only gain chunks,
+        so a chunk present then is present now, and one missing then can since only be
+        in the open pack, or in the index if a pack was written since."""
+        if probe is None:
+            loc = self.lookup(cid)
+        else:
+            loc, gen = probe
+            if loc is None:
+                loc = self._pending.get(cid)
+                if loc is None and gen != self.generation:
+                    loc = self.index.get(cid)
         if loc is not None:
             self.relied.add(loc.pack)
             return 0
         assert blob is not None, "a chunk the store lacks needs its encoding"
         p = self._open
-        self.index.add(cid, Location(p.id, p.size, len(blob), size))
+        self._pending[cid] = Location(p.id, p.size, len(blob), size)
         self.relied.add(p.id)
         p.entries.append((cid, p.size, len(blob), size))
         p.parts.append(blob)
@@ -312,15 +416,41 @@ class ChunkStore:
         if not p.entries:
             return
         self._write_pack(p.id, b"".join(p.parts), p.entries)
+        # the index first, then the generation, then the open pack's map: a probe that
+        # saw neither its chunk in the index nor in the map saw the old generation
+        self.index.add_many(list(self._pending.items()))
+        self.loaded.add(p.id)
+        self.generation += 1
+        self._pending = {}
         self._open = _OpenPack()
+
+    def mark(self) -> None:
+        """Name every pack this store relies on as one of the partition's (see load), so
+        the cluster's next backup reads its index; before the manifest, under the
+        backup lease. Markers only ever make a load read less: a pack without one is
+        still found by a reader that reads every index."""
+        if self.partition is None:
+            return
+        for pack in sorted(self.relied - self.marked):
+            self.storage.put(partition_key(self.partition, pack), pack.encode())
+            self.marked.add(pack)
 
     def confirm(self) -> None:
         """Before a manifest that refers to this store's chunks: every pack relied on
-        still exists with its index (one listing of each), or IntegrityError. Packs are
-        never changed in place, so a pack that is there still holds what it held."""
-        packs = names(self.storage, PACKS)
-        indexes = names(self.storage, INDEXES)
-        gone = sorted(p for p in self.relied if p not in packs or p not in indexes)
+        still exists with its index, or IntegrityError. Packs are never changed in
+        place, so a pack that is there still holds what it held. A few packs are looked
+        up one by one (the cost of the backup's own data); many are checked against one
+        listing of each (cheaper on an object store)."""
+        if len(self.relied) <= CONFIRM_BY_STAT:
+            gone = sorted(
+                p
+                for p in self.relied
+                if not self.storage.exists(pack_key(p)) or not self.storage.exists(index_key(p))
+            )
+        else:
+            packs = names(self.storage, PACKS)
+            indexes = names(self.storage, INDEXES)
+            gone = sorted(p for p in self.relied if p not in packs or p not in indexes)
         if gone:
             raise IntegrityError(
                 f"{self.storage.url}: {len(gone)} pack(s) this backup relies on are gone "
@@ -343,8 +473,9 @@ class ChunkStore:
         self.storage.put(index_key(pack), idx)
         self.new_bytes += len(data) + len(idx)
 
-    def repack(self, old: str, keep: list[tuple[bytes, Location]]) -> None:
-        """Write the chunks ``keep`` of pack ``old`` into a new pack (with its index)."""
+    def repack(self, old: str, keep: list[tuple[bytes, Location]]) -> str:
+        """Write the chunks ``keep`` of pack ``old`` into a new pack (with its index);
+        returns the new pack's id."""
         new = secrets.token_hex(16)
         parts: list[bytes] = []
         entries: list[tuple[bytes, int, int, int]] = []
@@ -357,6 +488,7 @@ class ChunkStore:
             entries.append((cid, offset, loc.length, loc.size))
             offset += loc.length
         self._write_pack(new, b"".join(parts), entries)
+        return new
 
     # -- reading ---------------------------------------------------------------
     def read(self, cid: bytes) -> bytes:

@@ -85,6 +85,7 @@ def wait_for_wal(
     deadline = time.monotonic() + timeout
     pending = list(names)
     said = False
+    pause = 0.02  # the last segment is usually archived within a few tens of ms
     while pending:
         name = pending[0]
         key = wal_key(cluster, parse_name(name))
@@ -106,7 +107,8 @@ def wait_for_wal(
         if not said:
             say(f"waiting for WAL {names[0]}..{names[-1]} to be archived")
             said = True
-        time.sleep(0.5)
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.5)
 
 
 def _places(catalog: Catalog, cluster: str, target: str | None) -> list[Placement]:
@@ -195,13 +197,14 @@ class _Backup:
             t.store.storage.put(ref_key(self.cluster.name, self.id, running=True), self.id.encode())
         faultpoint.point("backup.after_lease")
         for t in self.stores:
-            t.store.load()  # a corrupt index is quarantined, with a warning
+            # only the indexes of this cluster's packs; a corrupt one is quarantined
+            t.store.load(partition=self.cluster.name)
         faultpoint.point("backup.after_index_load")
 
     def stream(self, workers: int | None, progress: Progress, say: Say) -> BackupManifest:
         """Take the base backup; every chunk stored and flushed, the manifest filled in."""
         from pgharbor.pg import identity
-        from pgharbor.pg.basebackup import BaseBackupStream
+        from pgharbor.pg.basebackup import MANIFEST_CHECKSUMS, BaseBackupStream
 
         c = self.cluster
         with identity.connect(c.dsn) as conn:
@@ -224,7 +227,11 @@ class _Backup:
             pg_version_num=ident.version_num,
         )
         self.streamer = Streamer(
-            self.stores, self.codec, workers or max(2, os.cpu_count() or 2), self.ids
+            self.stores,
+            self.codec,
+            workers or max(2, os.cpu_count() or 2),
+            self.ids,
+            MANIFEST_CHECKSUMS,
         )
         m = BackupManifest(
             id=self.id,
@@ -246,7 +253,8 @@ class _Backup:
         done = [0]
         try:
             for archive, reader in stream.archives():
-                files = self.streamer.archive(reader, progress, done, stream.total_bytes)
+                prefix = "" if archive.oid is None else f"pg_tblspc/{archive.oid}/"
+                files = self.streamer.archive(reader, progress, done, stream.total_bytes, prefix)
                 if archive.oid is None:
                     m.files = files
                 else:
@@ -259,7 +267,7 @@ class _Backup:
         m.stop_lsn, m.pg_manifest = stream.stop.lsn, stream.manifest.decode()
         m.logical_bytes = self.streamer.logical
         m.stop_time = datetime.now(UTC).isoformat()
-        checked = check_against_pg_manifest(m)
+        checked = check_against_pg_manifest(m, self.streamer.checksums)
         log.info("backup %s: %d files match PostgreSQL's backup_manifest", self.id, checked)
         for t in self.stores:
             t.store.flush()
@@ -304,6 +312,7 @@ class _Backup:
         Returns the bytes this backup added to its first target."""
         self.leases.check()
         for t in self.stores:
+            t.store.mark()  # the cluster's next backup reads these packs' indexes
             t.store.confirm()  # every chunk de-duplicated against is still there
         blob = m.seal(self.codec.keys)
         name = self.cluster.name

@@ -7,7 +7,10 @@ no backup, restore or verification holds the store meanwhile, so
 - a pack without an index is what a writer or a GC killed between the two left, and an
   index without a pack names chunks that are gone: both are removed;
 - a chunk in two packs (a GC killed after rewriting a pack, two backups storing one new
-  chunk at once) is kept once.
+  chunk at once) is kept once;
+- a pack's partition markers (``chunks/partitions/CLUSTER/PACK``, see backup.chunks)
+  follow it: a rewritten pack is marked for the same clusters before the old one goes,
+  and a pack's markers go with it (so do markers of packs that are gone).
 
 Before every destructive step ``guard()`` (the lease's check) confirms the exclusion
 still holds; a pack whose index is in the quarantine is never touched. Packs are listed
@@ -31,11 +34,13 @@ from pgharbor.storage.base import Storage
 from pgharbor.storage.layout import (
     INDEXES,
     PACKS,
+    PARTITIONS,
     QUARANTINE,
     REFS,
     index_key,
     manifest_key,
     pack_key,
+    partition_key,
     ref_key,
 )
 
@@ -53,6 +58,7 @@ class GcStats:
     chunks_freed: int = 0
     bytes_freed: int = 0
     orphans: int = 0  # packs without an index, and indexes without a pack, removed
+    markers: int = 0  # partition markers of packs that are gone, removed
     leftovers: int = 0  # dead writers' partial backups removed
 
 
@@ -126,6 +132,16 @@ def _add_backup(
         ) from None
 
 
+def partitions(storage: Storage) -> dict[str, list[str]]:
+    """pack -> the clusters whose partition markers name it."""
+    marks: dict[str, list[str]] = {}
+    for obj in storage.list(PARTITIONS):
+        parts = obj.key.split("/")
+        if len(parts) == 4:
+            marks.setdefault(parts[3], []).append(parts[2])
+    return marks
+
+
 def collect(store: ChunkStore, live: Container[bytes], guard: Guard) -> GcStats:
     """Free every chunk not in ``live``: delete dead packs, rewrite mixed ones, remove
     orphans. One pack at a time (live is on disk, see chunkdb): memory does not grow
@@ -135,6 +151,7 @@ def collect(store: ChunkStore, live: Container[bytes], guard: Guard) -> GcStats:
     packs = names(storage, PACKS)
     indexed = names(storage, INDEXES)
     quarantined = names(storage, QUARANTINE)
+    marks = partitions(storage)
     kept = ChunkSet()  # live chunks already kept in a pack gone through
     try:
         for pack in indexed:
@@ -145,7 +162,7 @@ def collect(store: ChunkStore, live: Container[bytes], guard: Guard) -> GcStats:
                 continue
             entries = _entries(store, pack, guard)
             if entries is not None:
-                _collect_pack(store, pack, entries, live, kept, guard, stats)
+                _collect_pack(store, pack, entries, live, kept, guard, stats, marks)
         for pack, size in packs.items():
             if pack not in indexed and pack not in quarantined:
                 guard()
@@ -153,9 +170,19 @@ def collect(store: ChunkStore, live: Container[bytes], guard: Guard) -> GcStats:
                 stats.orphans += 1
                 stats.bytes_freed += size
                 log.info("%s: pack %s had no index: removed", storage.url, pack)
+        for pack, clusters in marks.items():  # markers of packs that are gone
+            if pack not in packs or (pack not in indexed and pack not in quarantined):
+                guard()
+                _unmark(storage, pack, clusters, stats)
     finally:
         kept.close()
     return stats
+
+
+def _unmark(storage: Storage, pack: str, clusters: list[str], stats: GcStats) -> None:
+    for cluster in clusters:
+        storage.delete(partition_key(cluster, pack))
+        stats.markers += 1
 
 
 def _entries(store: ChunkStore, pack: str, guard: Guard) -> list[tuple[bytes, Location]] | None:
@@ -180,6 +207,7 @@ def _collect_pack(
     kept: ChunkSet,
     guard: Guard,
     stats: GcStats,
+    marks: dict[str, list[str]],
 ) -> None:
     keep = [(c, loc) for c, loc in entries if c in live and c not in kept]
     kept.add_many(c for c, _ in keep)
@@ -187,8 +215,11 @@ def _collect_pack(
     if not dead:
         return
     guard()
+    clusters = marks.pop(pack, [])
     if keep:
-        store.repack(pack, keep)
+        new = store.repack(pack, keep)
+        for cluster in clusters:  # the new pack is in the partitions the old one was
+            store.storage.put(partition_key(cluster, new), new.encode())
         faultpoint.point("gc.after_rewrite")  # the same chunks in two packs
         stats.packs_rewritten += 1
     else:
@@ -196,6 +227,8 @@ def _collect_pack(
     guard()
     store.storage.delete(index_key(pack))
     store.storage.delete(pack_key(pack))
+    for cluster in clusters:
+        store.storage.delete(partition_key(cluster, pack))
     stats.chunks_freed += dead
     kept_ids = {c for c, _ in keep}
     stats.bytes_freed += sum(loc.length for c, loc in entries if c not in kept_ids)

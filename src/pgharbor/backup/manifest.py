@@ -7,7 +7,7 @@ sizes are not for the target to see) at ``<cluster>/backups/<id>/manifest`` on e
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -103,9 +103,11 @@ class BackupManifest:
         return cls(**doc)
 
 
-def check_against_pg_manifest(m: BackupManifest) -> int:
-    """Compare every file PostgreSQL's backup_manifest lists with what was stored (size
-    and SHA-256). Returns the number of files checked; raises IntegrityError on a mismatch."""
+def check_against_pg_manifest(m: BackupManifest, checksums: Mapping[str, str]) -> int:
+    """Compare every file PostgreSQL's backup_manifest lists with what was stored: its
+    size, and its checksum in the manifest's algorithm with ``checksums`` (what the
+    backup computed over the bytes it stored, by the manifest's path). Returns the number
+    of files checked; raises IntegrityError on a mismatch."""
     try:
         pg = json.loads(m.pg_manifest)
     except ValueError as exc:
@@ -125,7 +127,8 @@ def check_against_pg_manifest(m: BackupManifest) -> int:
             raise IntegrityError(
                 f"{path}: stored {got.size} bytes, backup_manifest says {entry['Size']}"
             )
-        if entry.get("Checksum-Algorithm") == "SHA256" and got.sha256 != entry["Checksum"]:
-            raise IntegrityError(f"{path}: checksum differs from backup_manifest")
+        algorithm = entry.get("Checksum-Algorithm", "NONE")
+        if algorithm != "NONE" and checksums.get(path) != str(entry.get("Checksum")).lower():
+            raise IntegrityError(f"{path}: {algorithm} checksum differs from backup_manifest")
         checked += 1
     return checked

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-import tarfile
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import IO
 
 from pgharbor import faultpoint
 from pgharbor.backup.chunkmap import ChunkMapWriter
-from pgharbor.backup.chunks import ChunkCodec, ChunkStore
+from pgharbor.backup.chunks import ChunkCodec, ChunkStore, Probe
 from pgharbor.backup.manifest import FileEntry
+from pgharbor.backup.tarstream import CHUNK, ENTRY, FILE_END, Checksum, Member, Payload, Pump
 
 CHUNK_SIZE = 64 * 1024
 MID_STREAM = 64  # chunks stored before the "backup.mid_stream" fault point
@@ -28,80 +26,92 @@ class TargetStore:
     store: ChunkStore
 
 
+Prepared = tuple[bytes, int, list[Probe], bytes | None]  # id, size, per store, encoding
+
+
 class Streamer:
-    """Cuts tar members into chunks, encodes them on worker threads, stores them in order."""
+    """Cuts tar members into chunks, encodes them on worker threads, stores them in order.
+    ``checksums`` gets every file's checksum (``algorithm``), by its path in
+    backup_manifest."""
 
     def __init__(
-        self, stores: list[TargetStore], codec: ChunkCodec, workers: int, ids: ChunkMapWriter
+        self,
+        stores: list[TargetStore],
+        codec: ChunkCodec,
+        workers: int,
+        ids: ChunkMapWriter,
+        algorithm: str = "CRC32C",
     ) -> None:
         self.stores, self.codec, self.ids = stores, codec, ids
+        self.algorithm = algorithm
+        self.checksums: dict[str, str] = {}
         self.queued = 0  # chunk ids handed to the window so far: the next one's position
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chunk")
-        self.window: deque[Future[tuple[bytes, int, bytes | None]]] = deque()
-        self.limit = workers * 4
+        self.window: deque[Future[list[Prepared]]] = deque()  # a few chunks per job
+        self.inflight = 0  # chunks in the window
+        self.limit = workers * 16  # 1 MiB of chunks per worker in flight
         self.logical = 0
 
-    def _prepare(self, block: bytes) -> tuple[bytes, int, bytes | None]:
-        cid = self.codec.chunk_id(block)
-        needed = any(not t.store.has(cid) for t in self.stores)
-        return cid, len(block), self.codec.encode(block) if needed else None
+    def _prepare(self, blocks: list[bytes]) -> list[Prepared]:
+        """On a worker: the chunks' ids, where each store has them, and the encoding of
+        those some store lacks."""
+        cids = [self.codec.chunk_id(b) for b in blocks]
+        probes = [t.store.probe_many(cids) for t in self.stores]
+        out: list[Prepared] = []
+        for k, (cid, block) in enumerate(zip(cids, blocks, strict=True)):
+            mine = [p[k] for p in probes]
+            needed = any(loc is None for loc, _ in mine)
+            out.append((cid, len(block), mine, self.codec.encode(block) if needed else None))
+        return out
 
     def _settle(self) -> None:
-        cid, size, blob = self.window.popleft().result()
-        for t in self.stores:
-            # stores only gain chunks: one missing now was missing when it was hashed
-            t.store.add(cid, size, blob)
-        if self.ids.append(cid) == MID_STREAM:
-            faultpoint.point("backup.mid_stream")
+        prepared = self.window.popleft().result()
+        self.inflight -= len(prepared)
+        for cid, size, probes, blob in prepared:
+            for t, probe in zip(self.stores, probes, strict=True):
+                t.store.add(cid, size, blob, probe)
+            if self.ids.append(cid) == MID_STREAM:
+                faultpoint.point("backup.mid_stream")
 
     def archive(
-        self, stream: IO[bytes], progress: Progress, done: list[int], total: int
-    ) -> list[FileEntry]:
-        entries: list[FileEntry] = []
-        with tarfile.open(fileobj=stream, mode="r|") as tf:
-            for member in tf:
-                entry = FileEntry(
-                    path=member.name.rstrip("/"),
-                    type="f",
-                    mode=member.mode,
-                    mtime=int(member.mtime),
-                )
-                if member.isdir():
-                    entry.type = "d"
-                elif member.issym():
-                    entry.type, entry.link = "l", member.linkname
-                elif member.isfile():
-                    self._file(tf, member, entry, progress, done, total)
-                else:
-                    continue  # tar from BASE_BACKUP has no other member types
-                entries.append(entry)
-        while self.window:
-            self._settle()
-        return entries
-
-    def _file(
         self,
-        tf: tarfile.TarFile,
-        member: tarfile.TarInfo,
-        entry: FileEntry,
+        payloads: Iterable[Payload],
         progress: Progress,
         done: list[int],
         total: int,
-    ) -> None:
-        entry.size, entry.first_chunk = member.size, self.queued
-        src = tf.extractfile(member)
-        assert src is not None
-        digest = hashlib.sha256()
-        while block := src.read(CHUNK_SIZE):
-            digest.update(block)
-            self.window.append(self.pool.submit(self._prepare, block))
-            self.queued += 1
-            while len(self.window) > self.limit:
-                self._settle()
-            done[0] += len(block)
-            progress(done[0], total)
-        entry.sha256 = digest.hexdigest()
-        self.logical += entry.size
+        prefix: str = "",
+    ) -> list[FileEntry]:
+        """The entries of one tar archive, read from its payloads on a thread of its own
+        (backup.tarstream); ``prefix``: where its files are in backup_manifest
+        (``pg_tblspc/OID/`` for a tablespace)."""
+        entries: list[FileEntry] = []
+        pump = Pump(payloads, CHUNK_SIZE, lambda: Checksum(self.algorithm))
+        try:
+            entry: FileEntry | None = None
+            for kind, obj in pump.events():
+                if kind == CHUNK:
+                    assert isinstance(obj, list)
+                    self.window.append(self.pool.submit(self._prepare, obj))
+                    self.queued += len(obj)
+                    self.inflight += len(obj)
+                    while self.inflight > self.limit:
+                        self._settle()
+                    done[0] += sum(len(b) for b in obj)
+                    progress(done[0], total)
+                elif kind == ENTRY:
+                    assert isinstance(obj, Member)
+                    entry = FileEntry(obj.name, obj.type, obj.mode, obj.size, obj.mtime, obj.link)
+                    entry.first_chunk = self.queued
+                    entries.append(entry)
+                else:  # the end of a file: its checksum
+                    assert kind == FILE_END and entry is not None and isinstance(obj, str)
+                    self.checksums[prefix + entry.path] = obj
+                    self.logical += entry.size
+        finally:
+            pump.close()
+        while self.window:
+            self._settle()
+        return entries
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)

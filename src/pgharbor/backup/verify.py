@@ -119,7 +119,9 @@ class _Placement:
             return
         store, seen = ChunkStore(self.storage, self.codec), ChunkSet()
         try:
-            store.load(quarantine=False, dangling=True)
+            # the cluster's own packs first; every index only if one of its chunks is
+            # elsewhere (a backup from before partitions)
+            store.load(quarantine=False, dangling=True, partition=b.cluster)
             self.check.notes += store.problems
             self._chunk_map(m, store, seen)
         finally:
@@ -167,6 +169,9 @@ class _Placement:
         for cid, where in todo.items():
             self.check.chunks += 1
             loc = store.index.get(cid)
+            if loc is None and not store.whole:
+                store.load_rest(quarantine=False, dangling=True)
+                loc = store.index.get(cid)
             if loc is None:
                 self.check.bad_chunk(where, cid, True, "in no readable chunk index")
             else:

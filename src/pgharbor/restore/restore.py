@@ -262,7 +262,7 @@ def _source(
     ]
     storages = _leases(stack, storages, f"restore {cluster.name}/{backup_id}", notes)
     codec = chunk_codec(settings, cluster.name, [n for n, _ in storages], writing=False)
-    source = BackupSource(storages, codec)
+    source = BackupSource(storages, codec, cluster.name)
     stack.callback(source.close)
     m = check_manifest(source.manifest(cluster.name, backup_id))
     if m.system_identifier != cluster.system_identifier:

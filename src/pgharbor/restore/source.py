@@ -34,25 +34,30 @@ MAX_RUN = 4 * 1024 * 1024
 class _Source:
     name: str
     store: ChunkStore
+    partition: str | None = None  # the backup's cluster: its packs' indexes come first
     loaded: bool = False
     broken: str | None = None  # why its index could not be loaded
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def ready(self) -> ChunkStore:
-        """The store with its index loaded (once, even when many threads ask at once).
-        An index that cannot be read is skipped with a warning (its chunks are read from
-        another placement, chunk by chunk): only a placement that cannot be listed or
-        read at all is broken."""
+    def ready(self, whole: bool = False) -> ChunkStore:
+        """The store with its index loaded (once, even when many threads ask at once):
+        the indexes of the cluster's partition, or with ``whole`` every index (for a
+        chunk no partition holds: a backup written before partitions). An index that
+        cannot be read is skipped with a warning (its chunks are read from another
+        placement, chunk by chunk): only a placement that cannot be listed or read at
+        all is broken."""
         with self.lock:
             if self.broken is not None:
                 raise StorageError(self.broken)
-            if not self.loaded:
-                try:
-                    self.store.load(quarantine=False)  # a restore changes no target
-                except (StorageError, IntegrityError) as exc:
-                    self.broken = str(exc)
-                    raise
-                self.loaded = True
+            try:
+                if not self.loaded:  # a restore changes no target: no quarantine
+                    self.store.load(quarantine=False, partition=self.partition)
+                    self.loaded = True
+                if whole:
+                    self.store.load_rest(quarantine=False)
+            except (StorageError, IntegrityError) as exc:
+                self.broken = str(exc)
+                raise
         return self.store
 
 
@@ -83,12 +88,15 @@ class Run:
 
 class BackupSource:
     def __init__(
-        self, storages: list[tuple[str, Storage]], codec: ChunkCodec | None = None
+        self,
+        storages: list[tuple[str, Storage]],
+        codec: ChunkCodec | None = None,
+        partition: str | None = None,
     ) -> None:
         if not storages:
             raise PgharborError("no target holds this backup")
         self.codec = codec
-        self.sources = [_Source(n, ChunkStore(s, codec)) for n, s in storages]
+        self.sources = [_Source(n, ChunkStore(s, codec), partition) for n, s in storages]
         self.fallbacks: list[str] = []
 
     def close(self) -> None:
@@ -139,33 +147,61 @@ class BackupSource:
         return reader
 
     def runs(self, wanted: list[Wanted]) -> tuple[list[Run], list[Wanted]]:
-        """Group chunks into runs on the first source whose index has them; the chunks no
-        index has (second list) are read one by one, with fallback."""
+        """Group chunks into runs on the first source whose index has them (the
+        partitions' indexes first, then all of them); the chunks no index has (second
+        list) are read one by one, with fallback. Looked up in batches."""
         by_pack: dict[tuple[int, str], list[tuple[Wanted, Location]]] = {}
-        alone: list[Wanted] = []
-        for w in wanted:
+        todo = wanted
+        for whole in (False, True):
             for i, src in enumerate(self.sources):
+                if not todo:
+                    break
                 try:
-                    loc = src.ready().index.get(w.cid)
+                    found = src.ready(whole).index.get_many([w.cid for w in todo])
                 except (StorageError, IntegrityError):
                     continue
-                if loc is not None:
-                    by_pack.setdefault((i, loc.pack), []).append((w, loc))
-                    break
-            else:
-                alone.append(w)
+                rest = []
+                for w in todo:
+                    loc = found.get(w.cid)
+                    if loc is None:
+                        rest.append(w)
+                    else:
+                        by_pack.setdefault((i, loc.pack), []).append((w, loc))
+                todo = rest
         runs: list[Run] = []
         for (i, pack), items in by_pack.items():
             items.sort(key=lambda it: it[1].offset)
-            run = Run(self.sources[i], pack, [items[0]])
-            for item in items[1:]:
+            run: Run | None = None
+            end = 0
+            for item in items:
                 loc = item[1]
-                if loc.offset - run.end > MAX_GAP or loc.offset + loc.length - run.start > MAX_RUN:
-                    runs.append(run)
-                    run = Run(self.sources[i], pack, [])
-                run.items.append(item)
+                if (
+                    run is None
+                    or loc.offset - end > MAX_GAP
+                    or loc.offset + loc.length - run.start > MAX_RUN
+                ):
+                    if run is not None:
+                        runs.append(run)
+                    run = Run(self.sources[i], pack, [item])
+                    end = loc.offset + loc.length
+                else:
+                    run.items.append(item)
+                    end = max(end, loc.offset + loc.length)
+            assert run is not None
             runs.append(run)
-        return runs, alone
+        return runs, todo
+
+    def _locate(self, cid: bytes, whole: bool) -> tuple[int, Location] | None:
+        """The first source (by priority) whose index has the chunk: among the partitions'
+        indexes, or with ``whole`` among all of them."""
+        for i, src in enumerate(self.sources):
+            try:
+                loc = src.ready(whole).index.get(cid)
+            except (StorageError, IntegrityError):
+                continue
+            if loc is not None:
+                return i, loc
+        return None
 
     def read_run(self, run: Run) -> Iterator[tuple[Wanted, bytes]]:
         """Every chunk of the run, verified, one at a time (decoded, a run can be many times
@@ -191,7 +227,10 @@ class BackupSource:
         problems = []
         for src in self.sources:
             try:
-                raw = src.ready().read(cid)
+                store = src.ready()
+                if store.index.get(cid) is None:  # not in the partition: every index
+                    store = src.ready(whole=True)
+                raw = store.read(cid)
             except (StorageError, IntegrityError) as exc:
                 problems.append(f"{src.name}: {exc}")
                 continue

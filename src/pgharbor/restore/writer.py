@@ -3,7 +3,11 @@ runs (neighbours in a pack: one ranged read), read, decoded, verified and writte
 to their offsets in the final files on worker threads (I/O, zstd and hashing release the
 GIL): no temporary copy, and memory bounded by the batch and the runs in flight, not by
 the database. Chunk ids come from the backup's chunk map, one part at a time. Every file
-is opened through a Root (restore/place.py): never through a symlink, never outside it."""
+is opened through a Root (restore/place.py): never through a symlink, never outside it.
+
+With --delta the chunks already in place are compared on the workers too (read and
+hashed in groups, the GIL released), and only the ones that differ are read from the
+backup."""
 
 from __future__ import annotations
 
@@ -26,6 +30,10 @@ from pgharbor.restore.validate import STAGED, dir_mode, file_mode
 
 Progress = Callable[[int, int], None]
 BATCH_CHUNKS = 512  # chunks grouped into runs at once (32 MiB of data)
+CHECK_CHUNKS = 32  # --delta: chunks of a file compared with its ids by one job (2 MiB)
+# A worker writes back what it wrote to a file every SYNC_EVERY bytes (fdatasync): the
+# disk writes while the others compute, so the final sync has little left to do.
+SYNC_EVERY = 16 * 1024 * 1024
 MAX_OPEN = 256  # files open at once (many small files: well under the usual 1024 fds)
 
 
@@ -37,14 +45,19 @@ class _Open:
     path: str
     size: int
     mode: int
-    pending: int = 0
+    pending: int = 0  # chunks to write and delta comparisons not settled yet
     queued_all: bool = False
+    changed: bool = False  # any chunk written (or the size changed)
+    unsynced: int = 0  # bytes written since the last fdatasync
 
-    def maybe_close(self) -> None:
+    def maybe_close(self) -> bool:
+        """Close it if nothing is left to do; whether it was closed now."""
         if self.queued_all and self.pending == 0 and self.fd >= 0:
             os.fchmod(self.fd, self.mode)
             os.close(self.fd)
             self.fd = -1
+            return True
+        return False
 
 
 @dataclass
@@ -72,6 +85,7 @@ class Writer:
         n = workers or max(2, (os.cpu_count() or 2) * 2)
         self.pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="restore")
         self.inflight: deque[Future[int]] = deque()
+        self.checks: deque[tuple[_Open, int, list[bytes], Future[list[int]]]] = deque()
         self.limit = n + 2
         self.batch: list[_Target] = []
         self.handles: list[_Open] = []
@@ -87,39 +101,85 @@ class Writer:
                 self.file(root, f)
 
     def file(self, root: Root, f: FileEntry) -> None:
-        if len(self.handles) >= MAX_OPEN:
-            self._dispatch()
-            while self.inflight and len(self.handles) >= MAX_OPEN // 2:
+        while len(self.handles) >= MAX_OPEN and (self.checks or self.batch or self.inflight):
+            if self.checks:
+                self._settle_check()
+            elif self.batch:
+                self._dispatch()
+            else:
                 self._settle()
         fd, existing = root.open_file(STAGED.get(f.path, f.path), reuse=self.delta)
         handle = _Open(fd, f.path, f.size, file_mode(f.mode))
         self.handles.append(handle)
-        changed = not existing
+        handle.changed = not existing
         if existing and os.fstat(fd).st_size != f.size:
             os.ftruncate(fd, f.size)
-            changed = True
+            handle.changed = True
         elif not existing:
             os.ftruncate(fd, f.size)  # sparse-safe: the size is right even for empty tails
-        for i, cid in enumerate(self.ids.ids(f.first_chunk, chunks_of(f.size, self.chunk_size))):
-            offset = i * self.chunk_size
-            if existing:
-                local = os.pread(fd, self.chunk_size, offset)
-                if local and self.codec.chunk_id(local) == cid:
-                    self._advance(len(local))
-                    continue
-            changed = True
-            with self.lock:
-                handle.pending += 1
-            self.batch.append(_Target(cid, f.path, handle, offset))
-            if len(self.batch) >= BATCH_CHUNKS:
-                self._dispatch()
+        ids = self.ids.ids(f.first_chunk, chunks_of(f.size, self.chunk_size))
+        if existing:
+            for first in range(0, len(ids), CHECK_CHUNKS):
+                group = ids[first : first + CHECK_CHUNKS]
+                with self.lock:
+                    handle.pending += 1
+                job = self.pool.submit(self._compare, handle.fd, first, group)
+                self.checks.append((handle, first, group, job))
+                while len(self.checks) > self.limit:
+                    self._settle_check()
+        else:
+            for i, cid in enumerate(ids):
+                self._queue(handle, i, cid)
+        self._queued_all(handle)
+
+    def _queue(self, handle: _Open, i: int, cid: bytes) -> None:
+        with self.lock:
+            handle.pending += 1
+        self.batch.append(_Target(cid, handle.path, handle, i * self.chunk_size))
+        if len(self.batch) >= BATCH_CHUNKS:
+            self._dispatch()
+
+    def _queued_all(self, handle: _Open) -> None:
         with self.lock:
             handle.queued_all = True
-            handle.maybe_close()
-            if handle.fd < 0:
+            self._closed(handle)
+
+    def _closed(self, handle: _Open) -> None:
+        """Under the lock: close the handle if it is done (counting an unchanged file)."""
+        if handle.maybe_close():
+            if handle in self.handles:
                 self.handles.remove(handle)
-        if not changed:
-            self.unchanged += 1
+            if not handle.changed:
+                self.unchanged += 1
+
+    def _compare(self, fd: int, first: int, ids: list[bytes]) -> list[int]:
+        """On a worker: which of the ids (chunks first, first + 1, ...) the file does not
+        hold already (a shorter read is a chunk that differs)."""
+        differ = []
+        for k, cid in enumerate(ids):
+            offset = (first + k) * self.chunk_size
+            local = os.pread(fd, self.chunk_size, offset)
+            if not local or self.codec.chunk_id(local) != cid:
+                differ.append(k)
+        return differ
+
+    def _settle_check(self) -> None:
+        handle, first, ids, job = self.checks.popleft()
+        differ = job.result()
+        same = sum(
+            min(self.chunk_size, handle.size - (first + k) * self.chunk_size)
+            for k in range(len(ids))
+            if k not in differ
+        )
+        if same:
+            self._advance(same)
+        if differ:
+            handle.changed = True
+        for k in differ:
+            self._queue(handle, first + k, ids[k])
+        with self.lock:
+            handle.pending -= 1
+            self._closed(handle)
 
     def _advance(self, n: int) -> None:
         self.done += n
@@ -139,10 +199,21 @@ class Writer:
     def _put(self, t: _Target, raw: bytes) -> None:
         if t.offset + len(raw) > t.handle.size:  # a chunk larger than its place
             raise IntegrityError(f"{t.path}: a chunk runs past the file's size")
-        os.pwrite(t.handle.fd, raw, t.offset)
+        h = t.handle
+        os.pwrite(h.fd, raw, t.offset)
         with self.lock:
-            t.handle.pending -= 1
-            t.handle.maybe_close()
+            h.unsynced += len(raw)
+            sync = h.unsynced >= SYNC_EVERY
+            if sync:
+                h.unsynced = 0
+            else:
+                h.pending -= 1
+                self._closed(h)
+        if sync:  # still pending: the file stays open meanwhile
+            os.fdatasync(h.fd)
+            with self.lock:
+                h.pending -= 1
+                self._closed(h)
 
     def _run(self, run: Run) -> int:
         written = 0
@@ -170,6 +241,8 @@ class Writer:
 
     def finish(self) -> None:
         """Write everything still queued or in flight; raises the first chunk error."""
+        while self.checks:
+            self._settle_check()
         if self.batch:
             self._dispatch()
         while self.inflight:
@@ -179,6 +252,9 @@ class Writer:
         """Drop whatever is still in flight (after an error) and stop the workers."""
         for fut in self.inflight:
             fut.cancel()
+        for *_, job in self.checks:
+            job.cancel()
+        self.checks.clear()
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.inflight.clear()
         self.batch = []

@@ -10,6 +10,7 @@ pgharbor-target.json                        which target this storage is (writte
 chunks/packs/<id[:2]>/<id>                  the shared chunk store (see backup.chunks)
 chunks/index/<id>                           a pack's index
 chunks/quarantine/<id>                      an index that could not be read, set aside
+chunks/partitions/<cluster>/<id>            a pack the cluster's backups wrote or rely on
 chunks/refs/<cluster>/<backup>[.running]    which backups use the store
 chunks/leases/<kind>.<host>-<pid>-<random>  who relies on the store now (see backup.lease)
 """
@@ -27,6 +28,7 @@ INDEXES = "chunks/index/"
 QUARANTINE = "chunks/quarantine/"
 REFS = "chunks/refs/"
 LEASES = "chunks/leases/"
+PARTITIONS = "chunks/partitions/"
 
 
 def descriptor_key(cluster: str) -> str:
@@ -73,6 +75,15 @@ def index_key(pack: str) -> str:
 
 def quarantine_key(pack: str) -> str:
     return f"{QUARANTINE}{pack}"
+
+
+def partition_prefix(cluster: str) -> str:
+    """The markers of the packs a cluster's backups load the indexes of (backup.chunks)."""
+    return f"{PARTITIONS}{cluster}/"
+
+
+def partition_key(cluster: str, pack: str) -> str:
+    return f"{partition_prefix(cluster)}{pack}"
 
 
 def ref_key(cluster: str, backup_id: str, running: bool = False) -> str:
