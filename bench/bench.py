@@ -32,8 +32,10 @@ from tools import PgBackRest, Pgharbor, Plain, zstd_version
 HERE = Path(__file__).resolve().parent
 
 
-QUICK = Size("quick", scale=10, segments=40, load_seconds=20, load_rounds=1, big_gb=0)
-FULL = Size("full", scale=70, segments=210, load_seconds=90, load_rounds=2, big_gb=4.0)
+QUICK = Size(
+    "quick", scale=10, segments=40, load_seconds=20, load_rounds=1, big_gb=0, backlog=40, rounds=1
+)
+FULL = Size("full", scale=70, segments=210, load_seconds=45, load_rounds=1, big_gb=4.0, backlog=200)
 
 
 def machine(workdir: Path) -> dict[str, Any]:
@@ -100,6 +102,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--no-big", action="store_true", help="skip the 4 GB peak-RSS backup")
     p.add_argument("--snapshot", metavar="REV", help="run pgharbor's src/ as committed at REV")
     p.add_argument(
+        "--pgbackrest",
+        metavar="EXE",
+        help="also measure this pgbackrest binary (e.g. the newest release built by hand), "
+        "beside Debian's",
+    )
+    p.add_argument(
         "--pgharbor",
         default=os.environ.get("PGHARBOR_EXE", str(HERE.parent / ".venv" / "bin" / "pgharbor")),
         help="the pgharbor executable (default: the checkout's .venv)",
@@ -141,10 +149,23 @@ def main(argv: list[str]) -> int:
         primary.configure({**PRIMARY_SETTINGS, "archive_command": "true"})
         primary.start()
         ph = Pgharbor(work / "pgharbor", args.pgharbor, args.level)
-        br = PgBackRest(work / "pgbackrest", primary, args.level, cores)
+        brs = [PgBackRest(work / "pgbackrest", primary, args.level, cores)]
+        if args.pgbackrest and os.path.realpath(args.pgbackrest) != os.path.realpath(brs[0].exe):
+            brs.append(
+                PgBackRest(
+                    work / "pgbackrest-new",
+                    primary,
+                    args.level,
+                    cores,
+                    exe=args.pgbackrest,
+                    label="pgbackrest_new",
+                )
+            )
+        br = brs[0]
         results["versions"] = {
             "pgharbor": ph.version(),
             "pgbackrest": br.version(),
+            **({"pgbackrest_new": brs[1].version()} if len(brs) > 1 else {}),
             "postgresql": run([primary.bin("postgres"), "--version"]).strip(),
             "zstd": zstd_version(),
             "pgharbor_source": source_state(args.snapshot),
@@ -161,7 +182,8 @@ def main(argv: list[str]) -> int:
             "pgharbor_async_push": ph.has_async,
             "pgharbor_prefetch_fetch": ph.has_prefetch,
         }
-        bench = phases.Phases(work, primary, ph, br, Plain(work / "plain"), size, results)
+        plain = Plain(work / "plain", args.level)
+        bench = phases.Phases(work, primary, ph, brs, plain, size, results)
         bench.run_all()
     finally:
         results["total_seconds"] = round(time.monotonic() - began, 1)

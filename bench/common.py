@@ -52,6 +52,8 @@ class Size:
     load_seconds: int  # pgbench duration of each live-load archiving run
     load_rounds: int  # live-load runs of each way of archiving (taking turns)
     big_gb: float  # cluster size of the second peak-RSS backup of pgharbor (0: skip)
+    backlog: int = 200  # .ready segments of the archiver-behind case
+    rounds: int = 3  # rounds (the median is reported) of the backlog and replay feed
 
 
 def run_timed(

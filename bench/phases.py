@@ -28,6 +28,7 @@ from common import (
     tree_bytes,
 )
 from tools import BackupRun, PgBackRest, Pgharbor, Plain
+from wal_phases import BacklogDrain, ReplayFeed, call_times, timed_command
 
 SEGMENT = 16 * 1024 * 1024
 NOT_IMPLEMENTED = "n/a (not implemented)"
@@ -54,12 +55,15 @@ class Phases:
         work: Path,
         primary: Server,
         ph: Pgharbor,
-        br: PgBackRest,
+        brs: list[PgBackRest],
         plain: Plain,
         size: Size,
         results: dict[str, Any],
     ) -> None:
-        self.work, self.pg, self.ph, self.br, self.plain = work, primary, ph, br, plain
+        self.work, self.pg, self.ph, self.plain = work, primary, ph, plain
+        #: every pgBackRest measured (Debian's, and --pgbackrest EXE), by result key
+        self.brs = {br.label: br for br in brs}
+        self.br = brs[0]
         self.size, self.r = size, results
         self.corpus = work / "corpus"
         self.corpus.mkdir()
@@ -75,10 +79,12 @@ class Phases:
         self.make_corpus()
         self.archive_per_segment()
         self.fetch_per_segment()
+        self.replay_feed()
         self.restores()
         if self.size.big_gb:
             self.big_backup()
         self.live_load()
+        self.backlog_drain()
 
     def step(self, name: str) -> None:
         """Announce a phase; note the machine's load average (other work on the host)."""
@@ -89,7 +95,9 @@ class Phases:
     def both_archive_command(self) -> str:
         """During the backups every segment goes to both tools (each backup waits for its
         WAL in its own archive), synchronously."""
-        return f"{self.ph.archive_command} && {self.br.archive_command(False)}"
+        return " && ".join(
+            [self.ph.archive_command, *(br.archive_command(False) for br in self.brs.values())]
+        )
 
     def setup(self) -> None:
         self.step(f"pgbench -i -s {self.size.scale}")
@@ -98,7 +106,8 @@ class Phases:
         self.r["database_bytes"] = self.pg.database_bytes()
         say(f"database: {self.r['database_bytes'] / 1e9:.2f} GB in {time.monotonic() - t:.0f} s")
         self.ph.setup(self.pg)
-        self.br.stanza_create()
+        for br in self.brs.values():
+            br.stanza_create()
         self.pg.set_archive_command(self.both_archive_command())
 
     def full_backups(self) -> None:
@@ -106,8 +115,9 @@ class Phases:
         rows: dict[str, Any] = {}
         rows["pgharbor"] = backup_row(self.ph.backup())
         say(f"pgharbor: {rows['pgharbor']}")
-        rows["pgbackrest"] = backup_row(self.br.backup("full"))
-        say(f"pgBackRest: {rows['pgbackrest']}")
+        for key, br in self.brs.items():
+            rows[key] = backup_row(br.backup("full"))
+            say(f"{key}: {rows[key]}")
         dest = self.work / "basebackup"
         opts = f"-Ft -Z client-zstd:{self.br.level} -X none --checkpoint=fast".split()
         t = run_timed([self.pg.bin("pg_basebackup"), "-d", self.pg.dsn, "-D", str(dest), *opts])
@@ -129,8 +139,9 @@ class Phases:
         out: dict[str, Any] = {"changed_rows": rows // 10}
         out["pgharbor"] = backup_row(self.ph.backup())
         say(f"pgharbor: {out['pgharbor']}")
-        out["pgbackrest"] = backup_row(self.br.backup("incr"))
-        say(f"pgBackRest incr: {out['pgbackrest']}")
+        for key, br in self.brs.items():
+            out[key] = backup_row(br.backup("incr"))
+            say(f"{key} incr: {out[key]}")
         self.r["backup_second"] = out
 
     def make_corpus(self) -> None:
@@ -152,26 +163,31 @@ class Phases:
         """Every corpus segment through each tool's archive_command, the tools taking
         turns per segment (rotating who goes first), timed per invocation."""
         names = self.names
-        self.step(f"archive_command per segment, sync: {len(names)} segments x 4 tools")
-        commands = {
+        commands: dict[str, Callable[[Path], str]] = {
             "pgharbor": self.ph.push_command,
-            "pgbackrest": self.br.push_command,
+            **{key: br.push_command for key, br in self.brs.items()},
             "cp_fsync": self.plain.cp_command,
-            "zstd1_fsync": self.plain.zstd_command,
+            "zstd_fsync": self.plain.zstd_command,
         }
+        n = len(commands)
+        self.step(f"archive_command per segment, sync: {len(names)} segments x {n} tools")
         times: dict[str, list[float]] = {k: [] for k in commands}
         order = list(commands)
         for i, name in enumerate(names):
-            for tool in order[i % 4 :] + order[: i % 4]:
+            for tool in order[i % n :] + order[: i % n]:
                 times[tool].append(fast_time(commands[tool](self.corpus / name)))
         folders = {
             "pgharbor": self.ph.repo / self.ph.cluster,
-            "pgbackrest": self.br.repo / "archive",
+            **{key: br.repo / "archive" for key, br in self.brs.items()},
             "cp_fsync": self.plain.cp_dir,
-            "zstd1_fsync": self.plain.zstd_dir,
+            "zstd_fsync": self.plain.zstd_dir,
         }
         stored = {tool: tree_bytes(folder, set(names)) for tool, folder in folders.items()}
-        out: dict[str, Any] = {"segments": len(names), "wal_bytes": len(names) * SEGMENT}
+        out: dict[str, Any] = {
+            "segments": len(names),
+            "wal_bytes": len(names) * SEGMENT,
+            "zstd_level": self.plain.level,
+        }
         for tool, values in times.items():
             out[tool] = {**summary(values), "repo_bytes": stored[tool]}
             say(f"{tool}: median {out[tool]['median_ms']:.0f} ms, p95 {out[tool]['p95_ms']:.0f} ms")
@@ -180,14 +196,19 @@ class Phases:
         shutil.rmtree(self.plain.zstd_dir)
 
     def fetch_per_segment(self) -> None:
-        names = self.names
-        self.step(f"restore_command per segment, sync: {len(names)} segments x 2 tools")
+        names = self.names[:100]  # the replay feed below goes over all of them
+        commands: dict[str, Callable[[str, Path], str]] = {
+            "pgharbor": self.ph.fetch_command,
+            **{key: br.fetch_command for key, br in self.brs.items()},
+        }
+        n = len(commands)
+        self.step(f"restore_command per segment, sync: {len(names)} segments x {n} tools")
         dest = self.work / "fetched"
         dest.mkdir()
-        commands = {"pgharbor": self.ph.fetch_command, "pgbackrest": self.br.fetch_command}
         times: dict[str, list[float]] = {k: [] for k in commands}
+        order = list(commands)
         for i, name in enumerate(names):
-            for tool in list(commands) if i % 2 == 0 else list(commands)[::-1]:
+            for tool in order[i % n :] + order[: i % n]:
                 target = dest / name
                 times[tool].append(fast_time(commands[tool](name, target)))
                 if target.stat().st_size != SEGMENT:
@@ -201,7 +222,7 @@ class Phases:
     def restores(self) -> None:
         self.step("restore to a ready data directory, then replay the corpus")
         out: dict[str, Any] = {}
-        for tool in ("pgharbor", "pgbackrest"):
+        for tool in ("pgharbor", *self.brs):
             base = self.work / f"restore-{tool}"
             base.mkdir()
             copy = Server(base / "data", base)
@@ -210,7 +231,7 @@ class Phases:
                 mode = "prefetch" if self.ph.has_prefetch else "sync"
             else:
                 copy.pgdata.mkdir(mode=0o700)
-                t = self.br.restore(copy.pgdata)
+                t = self.brs[tool].restore(copy.pgdata)
                 mode = "async"
             auto = (copy.pgdata / "postgresql.auto.conf").read_text().splitlines()
             command = [ln for ln in auto if ln.startswith("restore_command")][-1]
@@ -241,7 +262,10 @@ class Phases:
         """The archive backlog while pgbench writes as fast as it can, for each way of
         archiving; the same pgbench run each time, the ways taking turns for each round."""
         runs: list[tuple[str, Callable[[], str | None]]] = [
-            ("pgbackrest_async", lambda: self.br.archive_command(True)),
+            *(
+                (f"{key}_async", lambda br=br: br.archive_command(True))
+                for key, br in self.brs.items()
+            ),
             ("pgharbor_sync", lambda: self.ph.archive_command),
             ("pgharbor_async", lambda: self.ph.set_async(True)),
         ]
@@ -254,9 +278,11 @@ class Phases:
                     continue
                 self.step(f"live load, round {round_no}, {self.size.load_seconds} s: {name}")
                 say(f"archive_command = {command}")
-                self.pg.set_archive_command(command)
+                timings = self.work / f"archive-times-{name}-{round_no}.txt"
+                self.pg.set_archive_command(timed_command(command, timings))
                 self.pg.sql("CHECKPOINT")
                 run = self.backlog_run()
+                run["archive_command"] = call_times(timings)
                 entry = out.setdefault(name, {"available": True, "archive_command": command})
                 entry.setdefault("rounds", []).append(run)
                 say(f"{name}: {run['tps']} tps, peak backlog {run['peak_backlog']}, "
@@ -267,6 +293,12 @@ class Phases:
             if isinstance(entry, dict) and entry.get("rounds"):
                 for key in ("peak_backlog", "drain_seconds", "tps", "archive_rate_seg_s"):
                     entry[key] = round(statistics.mean(r[key] for r in entry["rounds"]), 1)
+                calls = [r["archive_command"] for r in entry["rounds"] if r["archive_command"]]
+                if calls:
+                    for key in ("median_ms", "p95_ms"):
+                        entry[f"archive_command_{key}"] = round(
+                            statistics.median(c[key] for c in calls), 1
+                        )
         self.r["live_load"] = out
 
     def leave_async(self) -> None:
@@ -319,6 +351,17 @@ class Phases:
             "drain_seconds": round(drained - load_end, 1),
             "archive_rate_seg_s": round(archived / drained, 2),
         }
+
+    def replay_feed(self) -> None:
+        """restore_command over every corpus segment, in order, as PostgreSQL's startup
+        process calls it (bench/wal_phases.py)."""
+        self.step(f"restore_command over {len(self.names)} segments, in order")
+        self.r["replay_feed"] = ReplayFeed(self).run()
+
+    def backlog_drain(self) -> None:
+        """The archiver behind: a backlog of .ready files, drained by each async pusher."""
+        self.step(f"async archiving behind: a backlog of {self.size.backlog} segments")
+        self.r["backlog_drain"] = BacklogDrain(self).run()
 
     def big_backup(self) -> None:
         """Peak RSS of a pgharbor backup of a bigger cluster: a second pgbench database

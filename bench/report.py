@@ -49,179 +49,297 @@ def _row(
     return (what, fmt(ph), fmt(br), others, f"{ratio:.2f}", _verdict(ratio, lower_is_better, words))
 
 
-def rows(r: dict[str, Any]) -> list[Row]:
-    out: list[Row] = []
-    ms: Callable[[float], str] = lambda v: f"{v:,.0f} ms"  # noqa: E731
+def _ms(v: float) -> str:
+    return f"{v:,.1f}" if v < 100 else f"{v:,.0f}"
+
+
+def _cmp(ph: float | None, best: float | None, lower_is_better: bool) -> str:
+    """pgharbor against the best pgBackRest: ``0.85x (1.18x faster)``."""
+    if ph is None or not best:
+        return "—"
+    ratio = ph / best
+    words = ("slower", "faster")
+    return f"{ratio:.2f}× ({_verdict(ratio, lower_is_better, words)})"  # noqa: RUF001
+
+
+def _target(ok: bool | None, text: str) -> str:
+    if ok is None:
+        return text
+    return f"{'met' if ok else '**missed**'}: {text}"
+
+
+class _Table:
+    """The ratio table: one row per path, a column per tool (each pgBackRest measured)."""
+
+    def __init__(self, r: dict[str, Any]) -> None:
+        self.r = r
+        v = r.get("versions", {})
+        self.brs = [k for k in ("pgbackrest", "pgbackrest_new") if k in v]
+        self.names = {k: v[k].replace("pgBackRest ", "pgBackRest ") for k in self.brs}
+        self.lines: list[list[str]] = []
+
+    def add(
+        self,
+        path: str,
+        plain: str,
+        values: dict[str, float | None],
+        fmt: Callable[[float], str],
+        lower_is_better: bool,
+        target: str = "",
+        goal: float | None = None,
+        cells: dict[str, str] | None = None,
+    ) -> None:
+        """``values``: pgharbor's and each pgBackRest's number; ``goal``: the target
+        ratio pgharbor / best pgBackRest (<= goal when lower is better, else >=)."""
+        cells = cells or {}
+        brv = [values[k] for k in self.brs if values.get(k) is not None]
+        best = (min(brv) if lower_is_better else max(brv)) if brv else None
+        ph = values.get("pgharbor")
+        row = [path, plain or "—"]
+        for k in self.brs:
+            x = values.get(k)
+            row.append(cells.get(k) or (fmt(x) if x is not None else "—"))
+        row.append(cells.get("pgharbor") or (fmt(ph) if ph is not None else NA))
+        row.append(_cmp(ph, best, lower_is_better))
+        ok = None
+        if goal is not None and ph is not None and best:
+            ok = ph / best <= goal if lower_is_better else ph / best >= goal
+        row.append(_target(ok, target) if target else "")
+        self.lines.append(row)
+
+    def render(self) -> str:
+        head = ["path", "plain tools", *(self.names[k] for k in self.brs), "pgharbor",
+                "pgharbor / best pgBackRest", "target"]  # fmt: skip
+        out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        out += ["| " + " | ".join(row) + " |" for row in self.lines]
+        return "\n".join(out)
+
+
+def rows_table(r: dict[str, Any]) -> str:
+    t = _Table(r)
+    brs = t.brs
+    ms: Callable[[float], str] = lambda v: f"{_ms(v)} ms"  # noqa: E731
     sec: Callable[[float], str] = lambda v: f"{v:,.1f} s"  # noqa: E731
-    small = ("bigger", "smaller")
     if "archive_sync" in r:
         a = r["archive_sync"]
-        n = a["segments"]
-        for stat, label in (("median_ms", "median"), ("p95_ms", "p95")):
-            out.append(
-                _row(
-                    f"archive_command per segment, sync, {label} ({n} segments)",
-                    a["pgharbor"][stat],
-                    a["pgbackrest"][stat],
-                    ms,
-                    True,
-                    others=f"cp+fsync {ms(a['cp_fsync'][stat])} · "
-                    f"zstd -1 {ms(a['zstd1_fsync'][stat])}",
-                )
-            )
-        out.append(
-            _row(
-                f"archived WAL stored ({_mb(a['wal_bytes'])} of WAL)",
-                a["pgharbor"]["repo_bytes"],
-                a["pgbackrest"]["repo_bytes"],
-                _mb,
-                True,
-                small,
-                others=f"zstd -1 {_mb(a['zstd1_fsync']['repo_bytes'])}",
-            )
-        )
-    if "fetch_sync" in r:
-        f = r["fetch_sync"]
-        out.append(
-            _row(
-                "restore_command per segment, sync, median",
-                f["pgharbor"]["median_ms"],
-                f["pgbackrest"]["median_ms"],
+        zkey = "zstd_fsync" if "zstd_fsync" in a else "zstd1_fsync"
+        level = a.get("zstd_level", 1 if zkey == "zstd1_fsync" else 3)
+        for stat, label in (("median_ms", "p50"), ("p95_ms", "p95")):
+            z = a[zkey][stat]
+            plain = f"`zstd -{level}` durable {_ms(z)} · `cp` durable {_ms(a['cp_fsync'][stat])}"
+            ph = a["pgharbor"][stat]
+            target = ""
+            if stat == "median_ms":
+                target = f"≤ 0.9× newest, ≤ 1.2× zstd (pgharbor/zstd {ph / z:.2f}×)"  # noqa: RUF001
+            t.add(
+                f"`archive_command`, sync, ms per segment ({label}, {a['segments']} segments)",
+                plain,
+                {k: a[k][stat] for k in ("pgharbor", *brs)},
                 ms,
                 True,
+                target,
+                0.9 if stat == "median_ms" and ph / z <= 1.2 else (0.0 if target else None),
             )
+        t.add(
+            f"archived WAL stored ({_mb(a['wal_bytes'])} of WAL)",
+            f"zstd -{level} {_mb(a[zkey]['repo_bytes'])}",
+            {k: a[k]["repo_bytes"] for k in ("pgharbor", *brs)},
+            _mb,
+            True,
         )
-    if "live_load" in r:
-        out.extend(_live_rows(r["live_load"]))
-    if "restore" in r:
-        s = r["restore"]
-        ph, br = s["pgharbor"], s["pgbackrest"]
-        out.append(
-            _row(
-                f"replay {ph['replay_segments']} segments through restore_command "
-                f"(pgharbor {ph['restore_command']}, pgBackRest async)",
-                ph["replay_seconds"],
-                br["replay_seconds"],
-                sec,
-                True,
-            )
+    d = r.get("backlog_drain") or {}
+    if d.get("pgharbor"):
+        n = len(d["pgharbor"]["rounds"])
+        t.add(
+            f"async, a backlog of {d['segments']} `.ready` drained, segments/s (median of {n})",
+            "",
+            {k: d[k]["segments_per_s"] for k in ("pgharbor", *brs) if k in d},
+            lambda v: f"{v:,.1f}",
+            False,
+            "≥ 1.2× newest",  # noqa: RUF001
+            1.2,
+        )
+    lat = {k: d[k].get("archive_command") for k in ("pgharbor", *brs) if d.get(k)}
+    if any(lat.values()):
+
+        def calls(c: dict[str, Any]) -> str:
+            a, h = c.get("all") or {}, c.get("ahead") or {}
+            one = f"{_ms(a['median_ms'])} ms" if a else "—"
+            two = f"{_ms(h['median_ms'])} ms (n={h['n']})" if h else "none"
+            return f"all {one}; ahead {two}"
+
+        cells = {k: calls(c) for k, c in lat.items() if c}
+        ahead = (lat.get("pgharbor") or {}).get("ahead") or {}
+        p50 = ahead.get("median_ms")
+        t.add(
+            "async `archive_command` while the backlog drains, p50: every call; the calls "
+            "whose file the pusher had archived already (ahead)",
+            "",
+            {k: (c.get("ahead") or {}).get("median_ms") for k, c in lat.items() if c},
+            ms,
+            True,
+            _target(p50 <= 5 if p50 is not None else None, "ahead p50 ≤ 5 ms"),
+            None,
+            cells,
+        )
+    live = r.get("live_load", {})
+    timed = {k: live.get(f"{k}_async", {}) for k in ("pgharbor", *brs) if live.get(f"{k}_async")}
+    if any("archive_command_median_ms" in e for e in timed.values()):
+        cells = {
+            k: f"{_ms(e['archive_command_median_ms'])} ms (p95 {_ms(e['archive_command_p95_ms'])})"
+            for k, e in timed.items()
+            if "archive_command_median_ms" in e
+        }
+        ph = timed.get("pgharbor", {}).get("archive_command_median_ms")
+        t.add(
+            f"async `archive_command` under {live['load_seconds']} s of pgbench, ms (p50, p95)",
+            "",
+            {k: e.get("archive_command_median_ms") for k, e in timed.items()},
+            ms,
+            True,
+            "",
+            None,
+            cells,
+        )
+    f = r.get("replay_feed") or {}
+    if f.get("pgharbor"):
+        n = f["pgharbor"]["segments"]
+        rounds = len(f["pgharbor"]["rounds"])
+
+        def feed(e: dict[str, Any]) -> str:
+            return f"{e['segments_per_s']:,.1f} ({_ms(e['p50_ms'])} / {_ms(e['p95_ms'])})"
+
+        cells = {}
+        for k in brs:
+            parts = []
+            for mode in ("async", "sync"):
+                e = f.get(f"{k}_{mode}")
+                if e:
+                    parts.append(f"{mode} {feed(e)}")
+            cells[k] = ", ".join(parts)
+        cells["pgharbor"] = feed(f["pgharbor"])
+        p95 = f["pgharbor"]["p95_ms"]
+        t.add(
+            f"`restore_command` over {n} segments, segments/s (p50 / p95 ms; median of {rounds})",
+            f"`cp` {feed(f['cp'])}" if "cp" in f else "",
+            {
+                "pgharbor": f["pgharbor"]["segments_per_s"],
+                **{k: f[f"{k}_async"]["segments_per_s"] for k in brs if f"{k}_async" in f},
+            },
+            lambda v: f"{v:,.1f}",
+            False,
+            f"≥ 1.3× newest async; p95 ≤ 30 ms (p95 {_ms(p95)} ms: "  # noqa: RUF001
+            f"{'met' if p95 <= 30 else 'missed'})",
+            1.3 if p95 <= 30 else 1e9,
+            cells,
+        )
+    if "fetch_sync" in r:
+        fs = r["fetch_sync"]
+        t.add(
+            "`restore_command` per segment, sync (no prefetch, outside a data directory), p50",
+            "",
+            {k: fs[k]["median_ms"] for k in ("pgharbor", *brs) if k in fs},
+            ms,
+            True,
         )
     if "backup_full" in r:
         b = r["backup_full"]
         bb = b["pg_basebackup"]
-        out.append(
-            _row(
-                f"full backup ({_mb(b['pgharbor']['logical_bytes'])}), MB/s",
-                b["pgharbor"]["mb_per_s"],
-                b["pgbackrest"]["mb_per_s"],
-                lambda v: f"{v:,.0f} MB/s",
-                False,
-                others=f"pg_basebackup -Ft -Z zstd {bb['mb_per_s']:,.0f} MB/s",
-            )
+        cells = {
+            k: f"{b[k]['mb_per_s']:,.0f} ({b[k]['seconds']:.1f} s)" for k in ("pgharbor", *brs)
+        }
+        t.add(
+            f"full backup of {_mb(b['pgharbor']['logical_bytes'])}, MB/s (s)",
+            f"`pg_basebackup -Ft -Z zstd` {bb['mb_per_s']:,.0f} ({bb['seconds']:.1f} s)",
+            {k: b[k]["mb_per_s"] for k in ("pgharbor", *brs)},
+            lambda v: f"{v:,.0f}",
+            False,
+            "≥ 1.0× newest",  # noqa: RUF001
+            1.0,
+            cells,
         )
-        out.append(
-            _row(
-                "full backup, stored",
-                b["pgharbor"]["stored_bytes"],
-                b["pgbackrest"]["stored_bytes"],
-                _mb,
-                True,
-                small,
-                others=f"pg_basebackup {_mb(bb['stored_bytes'])}",
-            )
-        )
-        out.append(
-            _row(
-                "full backup, peak RSS",
-                b["pgharbor"]["maxrss_mib"],
-                b["pgbackrest"]["maxrss_mib"],
-                lambda v: f"{v:,.0f} MiB",
-                True,
-                small,
-                others=f"pg_basebackup {bb['maxrss_mib']:,.0f} MiB",
-            )
-        )
-    if "restore" in r:
-        s = r["restore"]
-        out.append(
-            _row(
-                "restore to a ready data directory",
-                s["pgharbor"]["restore_seconds"],
-                s["pgbackrest"]["restore_seconds"],
-                sec,
-                True,
-            )
+        t.add(
+            "full backup, peak RSS",
+            f"pg_basebackup {bb['maxrss_mib']:,.0f} MiB",
+            {k: b[k]["maxrss_mib"] for k in ("pgharbor", *brs)},
+            lambda v: f"{v:,.0f} MiB",
+            True,
         )
     if "backup_second" in r:
         b = r["backup_second"]
-        what = f"second backup after updating {b['changed_rows']:,} rows (10 %)"
-        out.append(
-            _row(
-                f"{what}: added bytes (pgBackRest incr)",
-                b["pgharbor"]["stored_bytes"],
-                b["pgbackrest"]["stored_bytes"],
-                _mb,
-                True,
-                small,
-            )
+        cells = {
+            k: f"{_mb(b[k]['stored_bytes'])} ({b[k]['seconds']:.1f} s)" for k in ("pgharbor", *brs)
+        }
+        t.add(
+            f"second backup after updating {b['changed_rows']:,} rows (10 %), added (s); "
+            "pgBackRest incr",
+            "",
+            {k: b[k]["stored_bytes"] for k in ("pgharbor", *brs)},
+            _mb,
+            True,
+            "",
+            None,
+            cells,
         )
-        out.append(
-            _row(f"{what}: time", b["pgharbor"]["seconds"], b["pgbackrest"]["seconds"], sec, True)
+    if "restore" in r:
+        s = r["restore"]
+        t.add(
+            "restore to a ready data directory, s",
+            "",
+            {k: s[k]["restore_seconds"] for k in ("pgharbor", *brs) if k in s},
+            sec,
+            True,
+            "≤ 1.0× newest",  # noqa: RUF001
+            1.0,
         )
+        ph = s["pgharbor"]
+        t.add(
+            f"restore, then replay {ph['replay_segments']} segments through restore_command "
+            "and promote, s (pgBackRest async archive-get)",
+            "",
+            {k: s[k]["replay_seconds"] for k in ("pgharbor", *brs) if k in s},
+            sec,
+            True,
+        )
+    if live:
+        for key, label, fmt, lower in (
+            ("peak_backlog", "peak backlog (.ready)", lambda v: f"{v:,.0f}", True),
+            ("drain_seconds", "drain after the load, s", lambda v: f"{v:,.1f}", True),
+            ("tps", "pgbench tps meanwhile", lambda v: f"{v:,.0f}", False),
+        ):
+            vals = {k: live[f"{k}_async"][key] for k in ("pgharbor", *brs)
+                    if live.get(f"{k}_async", {}).get("available")}  # fmt: skip
+            sync = live.get("pgharbor_sync", {})
+            plain = f"pgharbor sync {fmt(sync[key])}" if sync.get("available") else ""
+            t.add(f"archiving under {live['load_seconds']} s of pgbench, async: {label}",
+                  plain, vals, fmt, lower)  # fmt: skip
     if "backup_big" in r:
         g = r["backup_big"]
-        out.append(
-            (
-                f"pgharbor backup of {_mb(g['database_bytes'])}: peak RSS, MB/s",
-                f"{g['maxrss_mib']:,.0f} MiB, {g['mb_per_s']:,.0f} MB/s",
-                "",
-                "",
-                "—",
-                "—",
-            )
+        t.add(
+            f"pgharbor backup of {_mb(g['database_bytes'])}: peak RSS, MB/s",
+            "",
+            {},
+            str,
+            True,
+            cells={"pgharbor": f"{g['maxrss_mib']:,.0f} MiB, {g['mb_per_s']:,.0f} MB/s"},
         )
-    return out
-
-
-def _live_rows(live: dict[str, Any]) -> list[Row]:
-    out: list[Row] = []
-    br = live["pgbackrest_async"]
-    pa = live["pgharbor_async"] if live["pgharbor_async"]["available"] else None
-    ps = live["pgharbor_sync"]
-    metrics: list[tuple[str, str, Callable[[float], str], bool, tuple[str, str]]] = [
-        ("peak backlog (.ready)", "peak_backlog", lambda v: f"{v:,.0f} segments", True,
-         ("longer", "shorter")),
-        ("drain after the load", "drain_seconds", lambda v: f"{v:,.1f} s", True,
-         ("slower", "faster")),
-        ("pgbench tps meanwhile", "tps", lambda v: f"{v:,.0f} tps", False, ("lower", "higher")),
-    ]  # fmt: skip
-    for label, ph in (("async", pa), ("pgharbor sync vs pgBackRest async", ps)):
-        head = f"archiving under {live['load_seconds']} s of pgbench, {label}"
-        for what, key, fmt, lower, words in metrics:
-            mine = ph[key] if ph else None
-            out.append(_row(f"{head}: {what}", mine, br[key], fmt, lower, words))
-    return out
+    return t.render()
 
 
 def table(r: dict[str, Any]) -> str:
-    head = (
-        "measurement",
-        "pgharbor",
-        "pgBackRest",
-        "others",
-        "ratio pgharbor/pgBackRest",
-        "pgharbor is",
-    )
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows(r)]
     size = r.get("size", {})
     m = r.get("machine", {})
-    lines.append("")
+    v = r.get("versions", {})
+    lines = [rows_table(r), ""]
     lines.append(
         f"{size.get('mode', '?')} mode: database {_mb(r.get('database_bytes', 0))}, "
         f"{r.get('corpus', {}).get('segments', '?')} WAL segments, "
-        f"zstd level {r.get('zstd_level', 3)} for both; "
-        f"{m.get('cpus')} cores, {m.get('ram_gib')} GiB RAM; total {r.get('total_seconds')} s"
+        f"zstd level {r.get('zstd_level', 3)} for all; "
+        f"{m.get('cpus')} cores ({m.get('cpu_model')}), {m.get('ram_gib')} GiB RAM; "
+        f"load average {m.get('loadavg_at_start')} at the start, "
+        f"{m.get('loadavg_at_end')} at the end; total {r.get('total_seconds')} s; "
+        f"pgharbor {v.get('pgharbor_source', '?')}; "
+        + "; ".join(v[k] for k in ("pgbackrest", "pgbackrest_new") if k in v)
     )
     return "\n".join(lines)
 
@@ -264,7 +382,7 @@ def chart(r: dict[str, Any], path: Path) -> None:
                     ("pgharbor", "pgharbor"),
                     ("pgBackRest", "pgbackrest"),
                     ("cp+fsync", "cp_fsync"),
-                    ("zstd -1", "zstd1_fsync"),
+                    ("zstd", "zstd_fsync"),
                 )
             },
             "restore_command": {
@@ -320,7 +438,7 @@ def chart(r: dict[str, Any], path: Path) -> None:
         sizes["archived WAL"] = {
             "pgharbor": a["pgharbor"]["repo_bytes"] / 1e6,
             "pgBackRest": a["pgbackrest"]["repo_bytes"] / 1e6,
-            "zstd -1": a["zstd1_fsync"]["repo_bytes"] / 1e6,
+            "zstd": a["zstd_fsync"]["repo_bytes"] / 1e6,
         }
     _bars(axes[1][1], "stored (MB)", sizes, colors)
     size = r.get("size", {})

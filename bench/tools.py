@@ -37,17 +37,24 @@ def _has_flag(help_text: str, flag: str) -> bool:
     return re.search(r"^\s*(?:-\w, )?" + re.escape(flag) + r"\b", help_text, re.M) is not None
 
 
-def _printed_archive_command(output: str) -> str:
-    """The archive_command line pgharbor printed (``archive_command = '…'``)."""
+def _printed_archive_command(output: str, setting: str = "archive_command") -> str:
+    """The archive_command (or restore_command) line pgharbor printed (``… = '…'``)."""
     for line in output.splitlines():
-        if line.strip().startswith("archive_command"):
-            return line.split(" = ", 1)[1].strip().strip("'").replace("''", "'")
-    raise BenchError(f"pgharbor printed no archive_command:\n{output}")
+        if line.strip().startswith(setting):
+            value = line.split(" = ", 1)[1].strip()
+            return value[1:-1].replace("''", "'")
+    raise BenchError(f"pgharbor printed no {setting}:\n{output}")
 
 
 def resident_processes(marker: str) -> list[int]:
     """Pids of pgharbor's resident helpers (``wal pusher`` / ``wal prefetcher``) started
     with our config file ``marker`` (detached by pgharbor itself, so not our children)."""
+    return processes_with(marker, ("pusher", "prefetcher"))
+
+
+def processes_with(marker: str, roles: tuple[str, ...]) -> list[int]:
+    """Pids of processes with the word ``marker`` on their command line and a word that
+    contains one of ``roles``."""
     pids = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -57,7 +64,7 @@ def resident_processes(marker: str) -> list[int]:
         except OSError:
             continue
         words = [w.decode(errors="replace") for w in argv]
-        if marker in words and ("pusher" in words or "prefetcher" in words):
+        if any(marker in w for w in words) and any(r in w for w in words for r in roles):
             pids.append(int(proc.name))
     return pids
 
@@ -69,7 +76,7 @@ class Pgharbor:
     cluster = "bench"
 
     def __init__(self, root: Path, exe: str, level: int) -> None:
-        self.root, self.exe = root, exe
+        self.root, self.exe, self.level = root, exe, level
         self.repo = root / "repo"
         self.config = root / "pgharbor.toml"
         self.env = _clean_env()
@@ -97,7 +104,7 @@ class Pgharbor:
             f"pgharbor: async wal push {'yes' if self.has_async else 'no'}, "
             f"prefetching wal fetch {'yes' if self.has_prefetch else 'no'}"
         )
-        self.archive_command = ""
+        self.archive_command = self.restore_command = ""
 
     def cmd(self, *args: str) -> list[str]:
         return [self.exe, "--config", str(self.config), *args]
@@ -110,6 +117,7 @@ class Pgharbor:
         run(self.cmd("target", "add", "disk", f"file://{self.repo}"), env=self.env)
         out = run(self.cmd("cluster", "add", self.cluster, "--dsn", server.dsn), env=self.env)
         self.archive_command = _printed_archive_command(out)
+        self.restore_command = _printed_archive_command(out, "restore_command")
         run(self.cmd("placement", "add", self.cluster, "disk", "--priority", "1"), env=self.env)
         # compile the hot path once (a file that is not archived; a path that does not exist)
         missing = "0000000100000000000000FF"
@@ -163,20 +171,33 @@ class Pgharbor:
         return run_timed(self.cmd("restore", self.cluster, "--pgdata", str(pgdata)), env=self.env)
 
 
+DEBIAN_PGBACKREST = "/usr/bin/pgbackrest"
+
+
 class PgBackRest:
     """One stanza ``bench`` with a posix repository under the work folder. Asynchronous
-    archiving is on in the file; the synchronous runs say ``--no-archive-async``."""
+    archiving is on in the file; the synchronous runs say ``--no-archive-async``. ``exe``:
+    the pgbackrest binary (default Debian's); ``label`` names it in the results."""
 
     stanza = "bench"
 
-    def __init__(self, root: Path, server: Server, level: int, cores: int) -> None:
+    def __init__(
+        self,
+        root: Path,
+        server: Server,
+        level: int,
+        cores: int,
+        exe: str | None = None,
+        label: str = "pgbackrest",
+    ) -> None:
         self.root, self.server, self.level, self.cores = root, server, level, cores
+        self.label = label
         self.conf = root / "pgbackrest.conf"
         self.repo = root / "repo"
         self.env = _clean_env()
         for sub in ("repo", "spool", "log", "lock"):
             (root / sub).mkdir(parents=True, exist_ok=True)
-        self.exe = shutil.which("pgbackrest") or "/usr/bin/pgbackrest"
+        self.exe = exe or shutil.which("pgbackrest") or DEBIAN_PGBACKREST
         self.write_conf(server)
 
     def write_conf(self, server: Server) -> None:
@@ -223,6 +244,17 @@ class PgBackRest:
             q(a) for a in self.cmd("--no-archive-async", "archive-get", name, str(dest))
         )
 
+    def restore_command(self, pgdata: Path, asynchronous: bool) -> str:
+        """restore_command as ``restore`` writes it (``%f`` ``%p``), for the data
+        directory ``pgdata``; asynchronous: the archive-get queue in the spool."""
+        mode = [] if asynchronous else ["--no-archive-async"]
+        argv = self.cmd(f"--pg1-path={pgdata}", *mode, "archive-get")
+        return " ".join(q(a) for a in argv) + ' %f "%p"'
+
+    def async_running(self) -> bool:
+        """Whether an asynchronous archive-push/-get process of this config still runs."""
+        return bool(processes_with(str(self.conf), ("archive-push:async", "archive-get:async")))
+
     def backup(self, kind: str) -> BackupRun:
         t = run_timed(self.cmd(f"--type={kind}", "backup"), env=self.env)
         info = json.loads(run(self.cmd("--output=json", "info"), env=self.env))
@@ -238,9 +270,11 @@ class PgBackRest:
 
 class Plain:
     """The baselines: what a hand-written ``archive_command`` costs. Both write to a
-    temporary name, fsync it, rename it and fsync the folder (atomic and durable)."""
+    temporary name, fsync it, rename it and fsync the folder (atomic and durable); the
+    zstd one at the benchmark's level."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, level: int = 3) -> None:
+        self.level = level
         self.cp_dir, self.zstd_dir = root / "cp", root / "zstd"
         self.cp_dir.mkdir(parents=True, exist_ok=True)
         self.zstd_dir.mkdir(parents=True, exist_ok=True)
@@ -257,7 +291,7 @@ class Plain:
         dest = self.zstd_dir / f"{path.name}.zst"
         tmp = self.zstd_dir / f".{path.name}.zst.tmp"
         return (
-            f"zstd -q -1 -f {q(path)} -o {q(tmp)} && sync {q(tmp)} && mv {q(tmp)} {q(dest)}"
+            f"zstd -q -{self.level} -f {q(path)} -o {q(tmp)} && sync {q(tmp)} && mv {q(tmp)} {q(dest)}"
             f" && sync {q(self.zstd_dir)}"
         )
 

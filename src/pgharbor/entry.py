@@ -90,9 +90,14 @@ def run_hot(opts: dict[str, str], verb: str, args: list[str], problem: str | Non
 
         if problem is not None:
             raise UsageError(f"{problem}; usage: pgharbor {hotcli.USAGE[verb]}")
-        from pgharbor.settings import load_settings
+        early = verb == "push" and len(args) == 2  # a sync push: start on the segment now
+        if early:
+            from pgharbor.archive import early as ahead
 
-        settings = load_settings(catalog=opts.get("catalog"), config=opts.get("config"))
+            ahead.begin(args[1])
+        settings = hotcli.LazySettings(opts.get("catalog"), opts.get("config"))
+        if early:
+            ahead.compress_started(settings.get(), ahead.push_threads())
         hotcli.run(verb, settings, args)
         return 0
     except BaseException as exc:  # every failure: one line, one policy, never a traceback
@@ -122,11 +127,27 @@ def _failed(exc: BaseException, verb: str, args: list[str], recovery: bool, verb
     return code
 
 
+def _leave() -> None:
+    """A wal push or fetch that succeeded has nothing left to do (its files are durable,
+    its catalog connection closed): skip the interpreter's teardown (~3-5 ms of every
+    segment: module cleanup, a compression thread of an already-archived file)."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:  # output that cannot be written is no failure here
+        pass
+    os._exit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
+    script = argv is None  # the console script, not a caller in this process
     argv = sys.argv[1:] if argv is None else argv
     hot = hot_command(argv)
     if hot is not None:
-        return run_hot(*hot)
+        code = run_hot(*hot)
+        if script and code == 0 and hot[1] in ("push", "fetch"):
+            _leave()
+        return code
     from pgharbor.cli.main import run
 
     return run(argv)

@@ -61,6 +61,7 @@ HOT = {
     "pgharbor.archive",
     "pgharbor.archive.context",
     "pgharbor.archive.daemon",
+    "pgharbor.archive.early",
     "pgharbor.archive.fetch",
     "pgharbor.archive.hotcli",
     "pgharbor.archive.prefetch",
@@ -87,13 +88,19 @@ HOT = {
     "pgharbor.storage.layout",
 }
 LEAN = HOT | {"pgharbor.crypto"}
+# What only a run that reads the settings loads: an async push of a file the pusher has
+# archived and a prefetched fetch read none (they had loaded the spec and its checks).
+SETTINGS = {"pgharbor.settings", "pgharbor.settings_check", "pgharbor.settings_spec"}
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 # the console script beside this Python (scripts/setup installs it), run as PostgreSQL
 # runs it, then what it loaded (before anything else is imported here)
 SCRIPT = Path(sys.executable).with_name("pgharbor")
 _RUN = """
-import sys
+import os, sys
+def leave(code):  # a hot verb that succeeded leaves through os._exit: see what it loaded
+    raise SystemExit(code)
+os._exit = leave
 script = sys.argv.pop(1)
 sys.argv[0] = script
 with open(script) as f:
@@ -202,6 +209,7 @@ def test_prefetched_fetch_and_async_push_load_no_heavy_module(env: Env, pgdata: 
     assert dest.read_bytes() == data and not (cache / SEG2).exists()
     assert "pgharbor.archive.fetch" not in loaded  # a prefetched segment needs no catalog
     assert _heavy(loaded, startup) == []
+    assert loaded & SETTINGS == set()
 
     # async archive_command, for a file the resident pusher has archived already
     (pgdata / "pg_wal" / SEG2).write_bytes(data)
@@ -211,6 +219,7 @@ def test_prefetched_fetch_and_async_push_load_no_heavy_module(env: Env, pgdata: 
     loaded = _pgharbor(env, pgdata, "wal", "push", "--async", "c1", f"pg_wal/{SEG2}")
     assert not (done / SEG2).exists()
     assert _heavy(loaded, startup) == []
+    assert loaded & SETTINGS == set()
 
 
 def test_hot_modules_import_no_heavy_module() -> None:

@@ -34,12 +34,31 @@ def _args(verb: str, args: list[str], n: int) -> list[str]:
     return args
 
 
+class LazySettings:
+    """The settings, read when first needed: an async push of a file the pusher has
+    archived and a prefetched fetch need none (no config file read, no settings spec
+    imported); any problem with them is raised then, through the same exit policy."""
+
+    __slots__ = ("_settings", "catalog", "config")
+
+    def __init__(self, catalog: str | None, config: str | None) -> None:
+        self.catalog, self.config = catalog, config
+        self._settings: Settings | None = None
+
+    def get(self) -> Settings:
+        if self._settings is None:
+            from pgharbor.settings import load_settings
+
+            self._settings = load_settings(catalog=self.catalog, config=self.config)
+        return self._settings
+
+
 def in_data_directory() -> bool:
     """archive_command and restore_command run with the data directory as cwd."""
     return os.path.exists("PG_VERSION") and os.path.isdir("pg_wal")
 
 
-def run(verb: str, settings: Settings, args: list[str]) -> None:
+def run(verb: str, lazy: LazySettings, args: list[str]) -> None:
     if verb == "push":
         use_async = bool(args) and args[0] == "--async"
         cluster, path = _args(verb, args[1:] if use_async else args, 2)
@@ -49,52 +68,56 @@ def run(verb: str, settings: Settings, args: list[str]) -> None:
         if use_async and in_data_directory():
             from pgharbor.archive.push import push_async
 
-            push_async(settings, cluster, path)
+            push_async(lazy, cluster, path)
         else:
             from pgharbor.archive.push import push
 
-            push(settings, cluster, path)
+            push(lazy.get(), cluster, path)
     elif verb == "fetch":
         strict = bool(args) and args[0] == "--strict"
         cluster, name, dest = _args(verb, args[1:] if strict else args, 3)
-        fetch_with_prefetch(settings, cluster, name, dest)
+        fetch_with_prefetch(lazy, cluster, name, dest)
     elif verb == "pusher":
         from pgharbor.archive.pusher import run_pusher
 
-        run_pusher(settings, *_args(verb, args, 2))
+        run_pusher(lazy.get(), *_args(verb, args, 2))
     else:
         from pgharbor.archive.prefetch import run_prefetcher
 
-        run_prefetcher(settings, *_args(verb, args, 2))
+        run_prefetcher(lazy.get(), *_args(verb, args, 2))
 
 
-def fetch_with_prefetch(settings: Settings, cluster: str, name: str, dest: str) -> None:
+def fetch_with_prefetch(lazy: LazySettings, cluster: str, name: str, dest: str) -> None:
     """wal fetch: a prefetched copy when there is one, else the archive. Prefetching is
-    only ever a shortcut: any trouble with its folder is a warning, never the answer."""
+    only ever a shortcut: any trouble with its folder is a warning, never the answer. A
+    prefetched copy is taken before the settings are read (only a prefetcher, which
+    verified it, writes one); the prefetcher is started when prefetch_depth allows."""
     from pgharbor.domain.wal import WalKind, parse_name
 
     wal = parse_name(name)
-    prefetch = settings.prefetch_depth > 0 and wal.kind is WalKind.SEGMENT and in_data_directory()
-    if prefetch:
+    in_pgdata = wal.kind is WalKind.SEGMENT and in_data_directory()
+    if in_pgdata:
         from pgharbor.archive.prefetch import take_prefetched
 
         if take_prefetched(os.getcwd(), name, dest):
-            _note(settings, cluster, name)
+            _note(lazy, cluster, name)
             return
     from pgharbor.archive.fetch import fetch  # not needed for a prefetched segment
 
+    settings = lazy.get()
+    note = in_pgdata and settings.prefetch_depth > 0
+    if note:  # a prefetcher starts now, and fills the window while this one is read
+        _note(lazy, cluster, name)
     fetch(settings, cluster, name, dest)
-    if prefetch:
-        _note(settings, cluster, name)
 
 
-def _note(settings: Settings, cluster: str, name: str) -> None:
+def _note(lazy: LazySettings, cluster: str, name: str) -> None:
     """Move the prefetch window on (best effort: DEST is already written)."""
     import sys
 
     from pgharbor.archive.prefetch import note_fetched
 
     try:
-        note_fetched(settings, cluster, os.getcwd(), name)
+        note_fetched(lazy, cluster, os.getcwd(), name)
     except Exception as exc:
         print(f"pgharbor: warning: prefetch not started: {exc}", file=sys.stderr)

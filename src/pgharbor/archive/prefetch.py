@@ -6,6 +6,12 @@ in parallel into ``<pgdata>/pg_wal/pgharbor-prefetch/``: verified, written atomi
 at most ``depth`` files. A cached segment is handed over by a rename (same filesystem).
 It stops at the first segment the archive does not have (the end of the archive, or of a
 timeline) and only asks for it again after a pause, so nothing probes endlessly.
+
+While it reads a segment, an empty ``.inflight.<name>`` marker sits beside the cache:
+the restore_command's shell waits for that segment (10 ms polls, bounded) instead of
+starting pgharbor to read it a second time. The first ``wal fetch`` that finds no
+prefetcher starts one before it reads its own segment, so the window is being filled
+while PostgreSQL replays the first file.
 """
 
 from __future__ import annotations
@@ -22,10 +28,16 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
     from concurrent.futures import Future
+    from typing import Any
 
+    from pgharbor.archive.hotcli import LazySettings
     from pgharbor.settings import Settings
 
 CACHE = "pg_wal/pgharbor-prefetch"
+INFLIGHT = ".inflight."
+#: How long restore_command's shell waits for a segment the prefetcher is reading (polls
+#: of 10 ms) before it runs pgharbor itself.
+SHELL_WAIT_POLLS = 500
 
 
 class Cache:
@@ -49,6 +61,15 @@ class Cache:
         with open(tmp, "w") as f:
             f.write(name)
         os.replace(tmp, self.wanted)
+
+    def inflight(self, name: str, on: bool) -> None:
+        """The marker the shell waits on while ``name`` is being read (best effort)."""
+        path = os.path.join(self.root, INFLIGHT + name)
+        if on:
+            with contextlib.suppress(OSError):
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        else:
+            _unlink(path)
 
     def clear(self, *keep: str) -> None:
         """Remove every prefetched file (what a previous prefetcher left, or a crash)."""
@@ -77,15 +98,20 @@ class Degraded(Exception):
     """A segment that could only be read after a bad copy: not prefetched."""
 
 
-def note_fetched(settings: Settings, cluster: str, pgdata: str, name: str) -> None:
-    """After PostgreSQL got segment ``name``: move the window, start the prefetcher."""
+def note_fetched(lazy: LazySettings, cluster: str, pgdata: str, name: str) -> None:
+    """PostgreSQL asks for (or got) segment ``name``: move the window, start the
+    prefetcher (the settings are read only then, and it is started only when
+    prefetch_depth allows). Called before a segment is read from the archive too, so a
+    new prefetcher starts while that read runs."""
     wal = parse_name(name)
     if wal.kind is not WalKind.SEGMENT:
         return
     cache = Cache(pgdata)
     cache.want(name)
     if not lock_held(cache.lock):
-        spawn(settings, "prefetcher", cluster, pgdata, cache.log)
+        settings = lazy.get()
+        if settings.prefetch_depth > 0:
+            spawn(settings, "prefetcher", cluster, pgdata, cache.log)
 
 
 def _unlink(path: str) -> None:
@@ -152,7 +178,10 @@ class Prefetcher:
     def trim(self, keep: set[str]) -> None:
         """Keep the cache to the window."""
         for entry in os.listdir(self.cache.root):
-            if entry not in keep and not entry.startswith((".", "wanted", "prefetch")):
+            if entry.startswith(INFLIGHT):
+                if entry[len(INFLIGHT) :] not in self.inflight:
+                    _unlink(os.path.join(self.cache.root, entry))  # a crash's leftover
+            elif entry not in keep and not entry.startswith((".", "wanted", "prefetch")):
                 _unlink(os.path.join(self.cache.root, entry))
                 self.written.discard(entry)
 
@@ -163,22 +192,30 @@ class Prefetcher:
                 continue
             del self.inflight[name]
             try:
-                data = fut.result()
-            except Degraded as exc:
-                log.warning("%s: %s; not prefetched (wal fetch reports it)", name, exc)
-                self.degraded.add(name)
-                continue
-            except Exception as exc:  # unreachable target or corrupt copy: retry later
-                log.warning("%s: %s", name, exc)
-                self.missing_until[name] = now + 2.0
-                continue
-            if data is None:
-                self.missing_until[name] = now + 1.0  # the end of the archive, for now
-            elif name in keep:
-                from pgharbor.archive.fetch import write_atomic
+                self.store(name, fut, keep, now, log)
+            finally:
+                self.cache.inflight(name, False)  # after the file is in place: the shell
 
-                write_atomic(os.path.join(self.cache.root, name), data, durable=True)
-                self.written.add(name)
+    def store(
+        self, name: str, fut: Future[bytes | None], keep: set[str], now: float, log: Any
+    ) -> None:
+        try:
+            data = fut.result()
+        except Degraded as exc:
+            log.warning("%s: %s; not prefetched (wal fetch reports it)", name, exc)
+            self.degraded.add(name)
+            return
+        except Exception as exc:  # unreachable target or corrupt copy: retry later
+            log.warning("%s: %s", name, exc)
+            self.missing_until[name] = now + 2.0
+            return
+        if data is None:
+            self.missing_until[name] = now + 1.0  # the end of the archive, for now
+        elif name in keep:
+            from pgharbor.archive.fetch import write_atomic
+
+            write_atomic(os.path.join(self.cache.root, name), data, durable=True)
+            self.written.add(name)
 
     def submit(self, names: list[str], now: float) -> None:
         for name in names:
@@ -190,8 +227,10 @@ class Prefetcher:
                 continue
             if self.missing_until.get(name, 0) > now:
                 break  # nothing past a missing segment: it ends the timeline for now
-            if len(self.inflight) >= self.workers:
-                break
+            # the whole window is queued (``workers`` read at a time), each with its
+            # marker at once: a restore_command that outruns the reads waits for its
+            # segment instead of reading it again beside them
+            self.cache.inflight(name, True)
             self.inflight[name] = self.pool.submit(self.get, name)
 
     def run(self, log: logging.Logger) -> None:
@@ -208,7 +247,14 @@ class Prefetcher:
             self.trim(keep)
             self.collect(keep, now, log)
             self.submit(names, now)
-            time.sleep(0.02 if self.inflight else 0.1)
+            # woken by the first read that finishes; and every 10 ms to see files the
+            # shell took (the window moves on before the restore_command gets there)
+            if self.inflight:
+                from concurrent.futures import FIRST_COMPLETED, wait
+
+                wait(list(self.inflight.values()), 0.01, FIRST_COMPLETED)
+            else:
+                time.sleep(0.01)
 
 
 def run_prefetcher(settings: Settings, cluster: str, pgdata_arg: str) -> int:
@@ -251,9 +297,13 @@ def fast_restore_command(command: str, cluster: str) -> str:
     and retries. ``command`` is the pgharbor executable with its global options."""
     import shlex
 
-    cached = f"{CACHE}/%f"
+    cached, inflight = f"{CACHE}/%f", f"{CACHE}/{INFLIGHT}%f"
     fetch = f"{command} wal fetch --strict {shlex.quote(cluster)} %f %p"
+    wait = (
+        f"i=0; while [ ! -f {cached} ] && [ -e {inflight} ] && [ $i -lt {SHELL_WAIT_POLLS} ]; "
+        "do sleep 0.01; i=$((i+1)); done; "
+    )
     return (
-        f"[ -f {cached} ] && mv -f {cached} %p || {{ {fetch}; r=$?; [ $r -eq 0 ] || "
+        f"{wait}[ -f {cached} ] && mv -f {cached} %p || {{ {fetch}; r=$?; [ $r -eq 0 ] || "
         "{ [ $r -eq 99 ] || [ -f standby.signal ] || exit 126; exit 1; }; }"
     )

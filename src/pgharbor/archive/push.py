@@ -15,6 +15,7 @@ from datetime import UTC, datetime  # sqlite3 and psycopg load it anyway
 from pgharbor import envelope
 from pgharbor.access import Access, resolve
 from pgharbor.archive.context import HotSession
+from pgharbor.archive.early import Early, MappedFile, map_open, push_threads, take
 from pgharbor.domain.wal import WalKind, parse_name, validate_segment, validate_text_file
 from pgharbor.errors import (
     ArchiveIncomplete,
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from pgharbor import crypto
+    from pgharbor.archive.hotcli import LazySettings
     from pgharbor.domain.wal import WalName
     from pgharbor.model import Cluster, Placement
     from pgharbor.settings import Settings
@@ -94,10 +96,16 @@ class PushResult(Record):
         return sum(o.ok for o in self.outcomes)
 
 
-def read_wal_file(path: str) -> tuple[WalName, bytes]:
+def read_wal_file(path: str) -> tuple[WalName, bytes | memoryview, MappedFile | None]:
+    """The file's bytes: a read-only view of a mapping for a segment (and the mapping, to
+    check and close: see MappedFile), the bytes of anything smaller (and None)."""
     wal = parse_name(os.path.basename(path))
     try:
         with open(path, "rb") as f:
+            if wal.kind in (WalKind.SEGMENT, WalKind.PARTIAL):
+                mapped = map_open(path, f)
+                if mapped is not None:
+                    return wal, mapped.view, mapped
             data = f.read()
     except FileNotFoundError:
         raise UsageError(f"WAL file {path} does not exist") from None
@@ -105,14 +113,14 @@ def read_wal_file(path: str) -> tuple[WalName, bytes]:
         raise UsageError(f"{path} is a directory, not a WAL file") from None
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    return wal, data
+    return wal, data, None
 
 
-def validate(wal: WalName, data: bytes, ctx: Cluster) -> None:
+def validate(wal: WalName, data: bytes | memoryview, ctx: Cluster) -> None:
     if wal.kind in (WalKind.SEGMENT, WalKind.PARTIAL):
         validate_segment(wal, data, system_identifier=ctx.sysid, segment_size=ctx.wal_segment_size)
     else:
-        validate_text_file(wal, data)
+        validate_text_file(wal, bytes(data))
 
 
 class _Sealer:
@@ -122,20 +130,42 @@ class _Sealer:
     SHA-256 both release the GIL): a new segment costs max(hash, compress), not the sum.
     A file every target already holds wastes that CPU, never latency."""
 
-    def __init__(self, data: bytes, settings: Settings) -> None:
-        self.data, self.settings = data, settings
+    def __init__(
+        self,
+        data: bytes | memoryview,
+        settings: Settings,
+        threads: int = 0,
+        source: MappedFile | None = None,
+        early: Early | None = None,
+    ) -> None:
+        self.data, self.settings, self.threads, self.source = data, settings, threads, source
         self.meta: envelope.Meta | None = None
         self._payload: bytes | None = None
         self._error: BaseException | None = None
         self._blobs: dict[str | None, bytes] = {}
         self._lock = threading.Lock()
+        self._early = early
         self._worker = threading.Thread(target=self._compress, daemon=True)
         self._worker.start()
 
+    def sha256(self) -> str:
+        """The file's SHA-256 (computed here, or by what the early start began)."""
+        if self._early is not None:
+            return self._early.sha256()
+        return envelope.sha256(self.data)
+
     def _compress(self) -> None:
         try:
+            if self._early is not None:  # the early start compressed it already, or will
+                comp, level = self.settings.compression, self.settings.compression_level
+                self._payload = self._early.payload(comp, level)
+                if self._payload is not None:
+                    return
             self._payload = envelope.compress(
-                self.data, self.settings.compression, self.settings.compression_level
+                self.data,
+                self.settings.compression,
+                self.settings.compression_level,
+                self.threads,
             )
         except BaseException as exc:  # re-raised in the thread that needs the payload
             self._error = exc
@@ -151,6 +181,11 @@ class _Sealer:
             if self._error is not None:
                 raise self._error
             assert self._payload is not None and self.meta is not None
+            if self.source is not None and not self.source.unchanged():
+                raise IntegrityError(
+                    f"{self.source.path} changed while it was being archived; "
+                    "PostgreSQL keeps it and retries"
+                )
             self._blobs[kid] = envelope.seal(self.meta, self._payload, keys)
         return self._blobs[kid]
 
@@ -285,36 +320,53 @@ def push_to(
 
 
 def store_file(
-    settings: Settings, ctx: Cluster, path: str, recorded: Any = None
+    settings: Settings, ctx: Cluster, path: str, recorded: Any = None, threads: int = 0
 ) -> tuple[PushResult, list[dict[str, Any]], PgharborError | None]:
     """Validate one WAL file and store it on every active placement (concurrently; the
     outcomes are listed in priority order). Returns the result, the catalog rows to
     record and the error that makes the push fail (too few copies, a conflict), if any.
-    No catalog I/O: the sync push and the resident pusher record rows their own way."""
-    wal, data = read_wal_file(path)
-    if not ctx.active:
-        raise UsageError(f"cluster {ctx.name!r} is not active: refusing to archive {wal.name}")
-    validate(wal, data, ctx)
-    if not ctx.placements:
-        raise ArchiveIncomplete(
-            f"cluster {ctx.name!r} has no active placements: {wal.name} not archived",
-            hint=f"pgharbor placement add {ctx.name} TARGET --priority 1",
+    No catalog I/O: the sync push and the resident pusher record rows their own way.
+    ``threads``: zstd worker threads for this one file (the sync push uses the cores;
+    the pusher, which stores several files at once, none)."""
+    early = take(path)
+    data: bytes | memoryview
+    mapped: MappedFile | None
+    if early is not None:
+        wal, data, mapped = parse_name(os.path.basename(path)), early.data, early.mapped
+    else:
+        wal, data, mapped = read_wal_file(path)
+    try:
+        if not ctx.active:
+            raise UsageError(f"cluster {ctx.name!r} is not active: refusing to archive {wal.name}")
+        validate(wal, data, ctx)
+        if not ctx.placements:
+            raise ArchiveIncomplete(
+                f"cluster {ctx.name!r} has no active placements: {wal.name} not archived",
+                hint=f"pgharbor placement add {ctx.name} TARGET --priority 1",
+            )
+        return store_bytes(
+            settings, ctx, wal, data, ctx.placements, recorded, threads, mapped, early
         )
-    return store_bytes(settings, ctx, wal, data, ctx.placements, recorded)
+    finally:
+        if mapped is not None:
+            mapped.close()
 
 
 def store_bytes(
     settings: Settings,
     ctx: Cluster,
     wal: WalName,
-    data: bytes,
+    data: bytes | memoryview,
     placements: tuple[Placement, ...],
     recorded: Any = None,
+    threads: int = 0,
+    source: MappedFile | None = None,
+    early: Early | None = None,
 ) -> tuple[PushResult, list[dict[str, Any]], PgharborError | None]:
     """Store validated bytes on ``placements`` (concurrently), as push and sync do.
     ``recorded(name)``: the checksums the catalog holds for a name, or None when it
     cannot say (only then may a corrupt stored copy be replaced; see _Copy)."""
-    sealer = _Sealer(data, settings)  # compression runs while the file is hashed
+    sealer = _Sealer(data, settings, threads, source, early)  # compressed while hashed
     meta = sealer.meta = envelope.Meta(
         kind="wal",
         name=wal.name,
@@ -322,7 +374,7 @@ def store_bytes(
         cluster_id=ctx.id,
         system_identifier=ctx.system_identifier,
         size=len(data),
-        sha256=envelope.sha256(data),
+        sha256=sealer.sha256(),
         compression=settings.compression,
     )
     # each placement resolved once; a key problem stops the push before anything is written
@@ -337,11 +389,11 @@ def store_bytes(
         except BaseException as exc:  # never a thread traceback in PostgreSQL's log
             outcomes[i] = CopyOutcome(placements[i].target, "failed", detail=repr(exc)[:300])
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(1, len(placements))]
-    for t in threads:
+    others = [threading.Thread(target=one, args=(i,)) for i in range(1, len(placements))]
+    for t in others:
         t.start()
     one(0)
-    for t in threads:
+    for t in others:
         t.join()
     when = datetime.now(UTC).isoformat()
     rows: list[dict[str, Any]] = []
@@ -385,7 +437,7 @@ def push(settings: Settings, cluster: str, path: str) -> PushResult:
     session = HotSession(settings, cluster)
     try:
         result, rows, error = store_file(
-            settings, session.ctx, path, recorded=session.recorded_checksums
+            settings, session.ctx, path, session.recorded_checksums, push_threads()
         )
         result.recorded_in = session.record(rows)
     finally:
@@ -413,7 +465,7 @@ def describe_degraded(result: PushResult) -> str | None:
     )
 
 
-def push_async(settings: Settings, cluster: str, path: str) -> None:
+def push_async(lazy: LazySettings, cluster: str, path: str) -> None:
     """archive_command in async mode: confirm what the resident pusher already archived,
     else start it if needed and wait (bounded) for it. Never stores anything itself."""
     import time
@@ -426,6 +478,7 @@ def push_async(settings: Settings, cluster: str, path: str) -> None:
     spool = Spool(pgdata)
     if spool.take_done(name):
         return
+    settings = lazy.get()  # not before: a file the pusher archived needs no settings
     started = time.time()
     deadline = time.monotonic() + settings.async_wait
     spawned = 0.0

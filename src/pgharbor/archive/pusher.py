@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
 from pgharbor.archive.context import HotSession
+from pgharbor.archive.early import push_threads
 from pgharbor.archive.push import describe_degraded, store_file
 from pgharbor.archive.spool import Spool, spawn_pusher
 from pgharbor.errors import PgharborError
@@ -59,13 +60,15 @@ class Pusher:
         self.refreshed = self.flushed = time.monotonic()
         self.unflushed = 0
 
-    def _task(self, name: str) -> tuple[Any, list[dict[str, Any]], PgharborError | None]:
-
+    def _task(
+        self, name: str, threads: int = 0
+    ) -> tuple[Any, list[dict[str, Any]], PgharborError | None]:
         return store_file(
             self.settings,
             self.session.ctx,
             os.path.join(self.pgdata, "pg_wal", name),
             recorded=self.session.recorded_checksums,
+            threads=threads,
         )
 
     def _sweep(self, ready: list[str]) -> None:
@@ -94,6 +97,9 @@ class Pusher:
                 log.info("%s: removed %d abandoned temporary objects", p.target, removed)
 
     def _collect(self) -> None:
+        """Everything that finished: the rows of all of them journaled in one durable
+        append (before any marker), then a marker each."""
+        finished = []
         for name, fut in list(self.inflight.items()):
             if not fut.done():
                 continue
@@ -106,19 +112,21 @@ class Pusher:
             except Exception as exc:  # a bug must not kill the pusher: report, retry later
                 log.exception("pushing %s failed unexpectedly", name)
                 rows, error = [], PgharborError(f"internal error: {type(exc).__name__}: {exc}")
-            if rows:
-                try:
-                    self.session.state.append_journal(rows)  # durable before the marker
-                    self.unflushed += len(rows)
-                except Exception as exc:  # the file is stored: its index row waits for sync
-                    log.warning(
-                        "%s: %d copy row(s) not journaled (%s); `pgharbor wal sync %s` "
-                        "records them",
-                        name,
-                        len(rows),
-                        exc,
-                        self.cluster,
-                    )
+            finished.append((name, result, rows, error))
+        batch = [row for _name, _result, rows, _error in finished for row in rows]
+        if batch:
+            try:
+                self.session.state.append_journal(batch)  # durable before the markers
+                self.unflushed += len(batch)
+            except Exception as exc:  # the files are stored: their index rows wait for sync
+                log.warning(
+                    "%d copy row(s) of %s not journaled (%s); `pgharbor wal sync %s` records them",
+                    len(batch),
+                    ", ".join(name for name, _r, rows, _e in finished if rows),
+                    exc,
+                    self.cluster,
+                )
+        for name, result, _rows, error in finished:
             if error is None:
                 self.spool.mark_done(name)
                 self.failures.pop(name, None)
@@ -157,7 +165,7 @@ class Pusher:
             session.close()
 
     def run(self) -> int:
-        lock = self.spool.hold_lock()
+        lock = self.spool.hold_lock()  # and the running marker the shell waits on
         if lock is None:
             return 0  # another pusher serves this cluster
         log.info(
@@ -170,6 +178,9 @@ class Pusher:
                 ready = ready_files(self.status_dir)
                 self.spool.sweep(set(ready))
                 now = time.monotonic()
+                # a lone file (the pusher keeps up) is compressed on every core, for the
+                # archive_command waiting on it; a backlog, one file per worker
+                lone = not self.inflight and len(ready) == 1
                 for name in ready:
                     if len(self.inflight) >= self.workers * 2:
                         break
@@ -179,26 +190,31 @@ class Pusher:
                         or self.retry_at.get(name, 0) > now
                     ):
                         continue
-                    self.inflight[name] = self.pool.submit(self._task, name)
+                    threads = push_threads() if lone else 0
+                    self.inflight[name] = self.pool.submit(self._task, name, threads)
+                if self.inflight:  # woken by the first push that finishes, not a tick
+                    wait(list(self.inflight.values()), 0.05, FIRST_COMPLETED)
                 self._collect()
                 self._flush()
                 if ready or self.inflight:
                     idle_since = now
                 elif now - idle_since > self.idle_exit:
                     break
-                time.sleep(0.02 if self.inflight else 0.1)
+                if not self.inflight:
+                    time.sleep(0.02 if ready else 0.05)
         finally:
             self.pool.shutdown(wait=True)
             self._collect()
             self._flush(force=True)
-            os.close(lock)
+            self.spool.release(lock)
             log.info("pusher for %s exits", self.cluster)
         return 0
 
 
 def run_pusher(settings: Settings, cluster: str, pgdata: str) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    workers = settings.async_workers or max(2, os.cpu_count() or 2)
+    # one more than the cores: a push also waits on fsync, and the cores stay busy then
+    workers = settings.async_workers or max(2, (os.cpu_count() or 1) + 1)
     return Pusher(
         settings, cluster, str(Path(pgdata).absolute()), workers, settings.async_idle_exit
     ).run()

@@ -4,6 +4,10 @@
                                        shell can check a marker with a relative path;
                                        base backups skip pg_wal's contents)
         pusher.lock     held (flock) by the resident pusher while it runs: one per cluster
+        pusher.running  exists while a pusher runs (a hint for the shell, which cannot
+                        test a flock: archive_command waits for the marker of its file
+                        instead of starting Python; stale after a kill -9, it only
+                        bounds that wait)
         pusher.log      what the pusher did
         done/<file>     the file is durable in the required copies; archive_command
                         consumes (removes) the marker and reports success
@@ -26,6 +30,11 @@ if TYPE_CHECKING:
     from pgharbor.settings import Settings
 
 SPOOL = "pg_wal/pgharbor-spool"
+RUNNING = "pusher.running"
+#: How long archive_command's shell waits for the running pusher's marker of its file
+#: (polls of 20 ms: each is a ``sleep`` process, CPU the pusher could use) before it
+#: starts pgharbor, which reports a failure or starts a pusher.
+SHELL_WAIT_POLLS = 150
 
 
 def _unlink(path: str) -> None:
@@ -40,6 +49,7 @@ class Spool:
         self.done_dir = os.path.join(self.root, "done")
         self.failed_dir = os.path.join(self.root, "failed")
         self.lock_path = os.path.join(self.root, "pusher.lock")
+        self.running_path = os.path.join(self.root, RUNNING)
         self.log_path = os.path.join(self.root, "pusher.log")
 
     def ensure(self) -> None:
@@ -84,9 +94,18 @@ class Spool:
         return lock_held(self.lock_path)
 
     def hold_lock(self) -> int | None:
-        """Take the pusher lock for this process's lifetime; None if another pusher has it."""
+        """Take the pusher lock for this process's lifetime (and leave the running marker);
+        None if another pusher has it."""
         self.ensure()
-        return hold_lock(self.lock_path)
+        fd = hold_lock(self.lock_path)
+        if fd is not None:
+            self._write(self.running_path, str(os.getpid()))
+        return fd
+
+    def release(self, fd: int) -> None:
+        """The pusher exits: the marker goes first, then the lock."""
+        _unlink(self.running_path)
+        os.close(fd)
 
     def sweep(self, keep: set[str]) -> None:
         """Forget markers of files PostgreSQL no longer offers (archived, or recycled)."""
@@ -105,9 +124,18 @@ def spawn_pusher(settings: Settings, cluster: str, pgdata: str) -> None:
 
 def async_archive_command(command: str, cluster: str) -> str:
     """The async archive_command: the shell confirms a file the pusher already archived
-    (no Python start-up at all); otherwise pgharbor starts the pusher if needed and waits.
-    ``command`` is the pgharbor executable with its global options."""
+    (no Python start-up at all). While a pusher runs (its marker) and the file has
+    neither a done nor a failed marker, the shell waits for one (20 ms polls, ~3 s at
+    most), so an archiver that caught up with the pusher costs a ``sleep``, not a Python
+    start beside the pusher's compression. Otherwise pgharbor reports the failure, or
+    starts the pusher and waits. ``command``: the pgharbor executable with its global
+    options."""
     import shlex
 
-    done = f"{SPOOL}/done/%f"
-    return f"[ -e {done} ] && rm -f {done} || {command} wal push --async {shlex.quote(cluster)} %p"
+    done, failed, running = f"{SPOOL}/done/%f", f"{SPOOL}/failed/%f", f"{SPOOL}/{RUNNING}"
+    wait = (
+        f"i=0; while [ ! -e {done} ] && [ ! -e {failed} ] && [ -e {running} ] && "
+        f"[ $i -lt {SHELL_WAIT_POLLS} ]; do sleep 0.02; i=$((i+1)); done; "
+    )
+    push = f"{command} wal push --async {shlex.quote(cluster)} %p"
+    return f"{wait}[ -e {done} ] && rm -f {done} || {push}"
