@@ -5,4 +5,5 @@ pytest_plugins: list[str] = [
     "tests.fixtures.harbor",
     "tests.fixtures.s3server",
     "tests.fixtures.sshd",
+    "tests.fixtures.web",
 ]

@@ -153,6 +153,27 @@ class DrillFailed(PgharborError):
     code = 22
 
 
+class Unauthenticated(PgharborError):
+    """The web front door: no credentials, or ones that do not hold (a wrong password, an
+    unknown, revoked or expired token, an expired session). HTTP 401."""
+
+    code = 23
+
+
+class Forbidden(PgharborError):
+    """The web front door: the credentials hold, but their scope is too low (or a
+    cookie-authenticated change lacks its CSRF token). HTTP 403."""
+
+    code = 24
+
+
+class RateLimited(PgharborError):
+    """Too many failed sign-ins of one user or from one client: refused for a while
+    before the password is even checked. HTTP 429."""
+
+    code = 25
+
+
 class WalNotArchived(PgharborError):
     """wal fetch: no target has the file. Exit 1 is what PostgreSQL reads as "not in the
     archive" (the normal end of recovery, or a timeline probe)."""

@@ -71,6 +71,11 @@ class Settings(FrozenRecord):
     events_interval: float
     drill_dir: str | None
     drill_timeout: float
+    web_session_ttl: float
+    web_secret_file: str | None
+    web_signin_limit: int
+    web_signin_window: float
+    metrics_anonymous: bool
     catalog_source: str | None
     config_file: str | None
     sources: dict[str, str]

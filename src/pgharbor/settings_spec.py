@@ -289,6 +289,47 @@ SETTINGS: Final = _table(
         high=86400,
     ),
     _top(
+        "web_session_ttl",
+        NUMBER,
+        8 * 3600.0,
+        "pgharbor serve: seconds a dashboard sign-in lasts (the session is then refused)",
+        low=60,
+        high=31 * 86400,
+    ),
+    _top(
+        "web_secret_file",
+        PATH,
+        None,
+        "pgharbor serve: the file of the key that signs session cookies (made once, mode "
+        "0600, if absent; give every node of a fleet the same file to share sessions)",
+        default_doc="state_dir/web-secret",
+        example="/var/lib/pgharbor/web-secret",
+    ),
+    _top(
+        "web_signin_limit",
+        INT,
+        5,
+        "pgharbor serve: failed sign-ins of one user, or from one client, within "
+        "web_signin_window before further attempts are refused",
+        low=1,
+        high=1000,
+    ),
+    _top(
+        "web_signin_window",
+        NUMBER,
+        900.0,
+        "pgharbor serve: seconds the failed sign-ins of web_signin_limit are counted over",
+        low=1,
+        high=86400,
+    ),
+    _top(
+        "metrics_anonymous",
+        BOOL,
+        True,
+        "pgharbor serve: GET /metrics needs no credentials (false: a token of any scope, "
+        "as Authorization: Bearer)",
+    ),
+    _top(
         "drill_dir",
         PATH,
         None,

@@ -10,6 +10,7 @@ import pytest
 from pgharbor.errors import ConfigError
 from pgharbor.settings_spec import (
     BACKENDS,
+    BOOL,
     CLUSTER,
     ENCRYPTION,
     INT,
@@ -192,6 +193,8 @@ def _other_value(key: Key) -> object:
         return "sqlite:////srv/harbor/catalog.db"
     if key.kind == PATH:
         return "/srv/harbor/state"
+    if key.kind == BOOL:
+        return not key.default
     if key.choices:
         return next(c for c in key.choices if c != key.default)
     assert key.low is not None and key.high is not None, key.name

@@ -21,6 +21,7 @@ class Event:
     state: str
     previous: str | None
     message: str
+    actor: str | None = None  # who did it (actions of the API, the dashboard, the CLI)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class EventRepo:
         state: str,
         message: str,
         previous: str | None = None,
+        actor: str | None = None,
     ) -> None:
         with self.cat.engine.begin() as conn:
             conn.execute(
@@ -56,6 +58,7 @@ class EventRepo:
                     state=state,
                     previous=previous,
                     message=message[:2000],
+                    actor=actor[:160] if actor else None,
                 )
             )
 
@@ -82,6 +85,7 @@ class EventRepo:
                 r["state"],
                 r["previous"],
                 r["message"],
+                r["actor"],
             )
             for r in reversed(found)
         ]

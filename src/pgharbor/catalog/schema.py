@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 
 # The newest Alembic revision in catalog/migrations/versions (checked by a unit test).
-SCHEMA_REVISION = "0009"
+SCHEMA_REVISION = "0010"
 
 metadata = MetaData(
     naming_convention={
@@ -297,6 +297,7 @@ events = Table(
     Column("state", String(16), nullable=False),  # OK..UNKNOWN, failed, refused
     Column("previous", String(16)),
     Column("message", Text, nullable=False),
+    Column("actor", String(160)),  # who did it (an action of the API, the dashboard, the CLI)
     Index(None, "at"),
     Index(None, "cluster_id", "at"),
 )
@@ -341,4 +342,53 @@ drills = Table(
     Column("modified_at", DateTime(timezone=True), nullable=False),
     Index(None, "cluster_id", "started_at"),
     Index(None, "status"),
+)
+
+# the web front door (web/): API tokens, local users, browser sessions, sign-in attempts.
+# No secret is stored in clear: a token and a password as argon2id hashes, a session id
+# as its SHA-256 (the cookie carries the id, signed).
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(16), primary_key=True),  # the token's public lookup part
+    Column("name", String(128), nullable=False, unique=True),
+    Column("scope", String(16), nullable=False),  # read, operate, admin
+    Column("secret_hash", Text, nullable=False),  # argon2id of the whole token
+    Column("created_by", String(160), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("last_used_at", DateTime(timezone=True)),
+)
+
+web_users = Table(
+    "web_users",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("role", String(16), nullable=False),  # read, operate, admin
+    Column("password_hash", Text, nullable=False),  # argon2id
+    *_times(),
+)
+
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),  # SHA-256 of the session id
+    Column("user_name", String(128), ForeignKey("web_users.name"), nullable=False),
+    Column("client", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index(None, "user_name"),
+    Index(None, "expires_at"),
+)
+
+signin_attempts = Table(
+    "signin_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("user_name", String(128), nullable=False),
+    Column("client", String(64), nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Index(None, "user_name", "at"),
+    Index(None, "client", "at"),
 )

@@ -8,7 +8,7 @@ from pgharbor.cli.context import AppContext, pass_app
 from pgharbor.errors import PgharborError
 from pgharbor.monitor.thresholds import number
 from pgharbor.render import nagios
-from pgharbor.render.output import emit_json, to_jsonable
+from pgharbor.render.output import check_json, emit_json
 
 UNKNOWN = 3
 
@@ -53,12 +53,7 @@ def check(
             click.echo("\n".join(nagios.unknown(service, exc.message)))
         raise click.exceptions.Exit(UNKNOWN) from None
     if as_json:
-        data = to_jsonable(report)
-        data["state"] = report.state.name
-        for item, raw in zip(report.items, data["items"], strict=True):
-            raw["state"] = item.state.name
-            raw["perfdata"] = [m.perfdata() for m in item.metrics]
-        emit_json(data)
+        emit_json(check_json(report))
     else:
         click.echo("\n".join(nagios.lines(report)))
     raise click.exceptions.Exit(int(report.state))

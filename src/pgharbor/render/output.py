@@ -34,6 +34,17 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
+def check_json(report: Any) -> dict[str, Any]:
+    """``pgharbor check --json``'s document of a CheckReport (also the API's): the states
+    by name, and each item's Nagios perfdata."""
+    data: dict[str, Any] = to_jsonable(report)
+    data["state"] = report.state.name
+    for item, raw in zip(report.items, data["items"], strict=True):
+        raw["state"] = item.state.name
+        raw["perfdata"] = [m.perfdata() for m in item.metrics]
+    return data
+
+
 def emit_json(obj: Any) -> None:
     click.echo(json.dumps(to_jsonable(obj), indent=2, sort_keys=False))
 
