@@ -1,6 +1,7 @@
 """The cluster page's data: the status the CLI's ``status`` shows, the timeline picture,
 copies per target, backups with holds, restore points, drills, jobs, events, check
-states, and (live, a short timeout) replication lag and slots from the primary.
+states; and, asked of the primary on its own (a short timeout), replication lag and
+slots.
 A bounded number of catalog queries, whatever the cluster's size."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pgharbor.catalog.backups import Backup
 from pgharbor.catalog.drills import DrillRepo, DrillRow
 from pgharbor.catalog.events import Event
 from pgharbor.catalog.repo import aware
+from pgharbor.catalog.restore_points import RestorePointRepo
 from pgharbor.catalog.retention import HoldRow, RetentionRepo
 from pgharbor.catalog.schema import check_states, targets, wal_copies
 from pgharbor.domain.gaps import LOST
@@ -24,7 +26,6 @@ from pgharbor.monitor.result import State
 from pgharbor.services import backups as backup_service
 from pgharbor.services import events as event_service
 from pgharbor.services import jobs as job_service
-from pgharbor.services import restores
 from pgharbor.services.context import Services
 from pgharbor.services.jobs import JobView
 from pgharbor.services.status import ClusterStatus, cluster_status
@@ -74,7 +75,6 @@ class ClusterPage:
     jobs: list[JobView]
     events: list[Event]  # newest first
     checks: list[CheckRow]
-    primary: Primary
 
 
 def _copies(
@@ -159,14 +159,16 @@ def primary(c: Cluster, timeout: int = 3) -> Primary:
     return out
 
 
-def cluster_page(svc: Services, name: str, *, live: bool = True) -> ClusterPage:
+def cluster_page(svc: Services, name: str) -> ClusterPage:
+    """From the catalog alone (the primary's replication is its own request: a primary
+    that is down never slows this page)."""
     catalog = svc.catalog
     c = catalog.cluster(name)
     st = cluster_status(svc, name)
     files = catalog.wal_files(name)
     bks = backup_service.list_backups(svc, name)
     places = catalog.placements(name)
-    points = restores.list_points(svc, name)
+    points = RestorePointRepo(catalog).for_cluster(c.id)  # known ones: no WAL scan here
     drill_rows = DrillRepo(catalog).for_cluster(c.id, name, 20)
     size = c.wal_segment_size
     lost = [(g.timeline, *g.segnos(size)) for g in st.gaps if g.state == LOST]
@@ -191,5 +193,4 @@ def cluster_page(svc: Services, name: str, *, live: bool = True) -> ClusterPage:
         jobs=job_service.list_jobs(svc, cluster=name, limit=20),
         events=list(reversed(event_service.list_events(svc, name, limit=30))),
         checks=_checks(svc, c),
-        primary=primary(c) if live else Primary("not asked"),
     )

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -78,7 +79,7 @@ def _opt(v: datetime | None) -> datetime | None:
     return aware(v) if v is not None else None
 
 
-def _checks(conn: sa.Connection) -> dict[str, list[sa.Row[tuple[object, ...]]]]:
+def _checks(conn: sa.Connection) -> dict[str, list[Any]]:
     q = sa.select(
         check_states.c.cluster_id,
         check_states.c.service,
@@ -87,7 +88,7 @@ def _checks(conn: sa.Connection) -> dict[str, list[sa.Row[tuple[object, ...]]]]:
         check_states.c.changed_at,
         check_states.c.checked_at,
     )
-    out: dict[str, list[sa.Row[tuple[object, ...]]]] = {}
+    out: dict[str, list[Any]] = {}
     for r in conn.execute(q):
         out.setdefault(r.cluster_id, []).append(r)
     return out
@@ -160,20 +161,20 @@ def _proven(conn: sa.Connection) -> dict[str, datetime]:
 
 
 def _judge(
-    found: list[sa.Row[tuple[object, ...]]],
+    found: list[Any],
 ) -> tuple[str, datetime | None, Alert | None, int | None]:
     if not found:
         return UNCHECKED, None, None, None
     states = [State(int(str(r.state))) for r in found]
     worst = max(states, key=SEVERITY.__getitem__)
-    checked = max(aware(r.checked_at) for r in found)  # type: ignore[arg-type]
+    checked = max(aware(r.checked_at) for r in found)
     bad = [r for r in found if int(str(r.state)) != State.OK]
     alert = None
     if bad:
         r = max(bad, key=lambda r: (SEVERITY[State(int(str(r.state)))], r.changed_at))
         alert = Alert(
             str(r.service), State(int(str(r.state))).name, str(r.text), aware(r.changed_at)
-        )  # type: ignore[arg-type]
+        )
     backlog = None
     for r in found:
         m = _WAITING.match(str(r.text)) if r.service == "archive" else None

@@ -65,7 +65,7 @@ def page(request: Request, template: str, status_code: int = 200, **values: Any)
     form) are given to every template."""
     from pgharbor.web.pages.guard import csrf_for, viewer
 
-    who = values.pop("who", None) or viewer(request)
+    who = values.pop("who") if "who" in values else viewer(request)
     html = ENV.get_template(template).render(
         request=request, who=who, csrf=csrf_for(request, who), now=datetime.now(UTC), **values
     )

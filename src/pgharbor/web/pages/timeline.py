@@ -150,12 +150,14 @@ def picture(
         add(Shape("window", x0, y + 4, max(x1 - x0, 2.0), LANE - 14, title))
     for tli, found in wal_runs.items():
         y = lane_y[tli] + 30
-        for i, (a, b, t0, t1) in enumerate(found):
-            title = f"timeline {tli}: {b - a + 1} segment(s) archived {_fmt(t0)} to {_fmt(t1)}"
+        for i, (first, last, t0, t1) in enumerate(found):
+            title = (
+                f"timeline {tli}: {last - first + 1} segment(s) archived {_fmt(t0)} to {_fmt(t1)}"
+            )
             add(Shape("wal", x(t0), y, max(x(t1) - x(t0), 2.0), 8, title))
             if i + 1 < len(found):
                 na, _, nt0, _ = found[i + 1]
-                title = f"timeline {tli}: {na - b - 1} segment(s) missing between {_fmt(t1)} and {_fmt(nt0)}"
+                title = f"timeline {tli}: {na - last - 1} segment(s) missing between {_fmt(t1)} and {_fmt(nt0)}"
                 add(Shape("gap", x(t1), y - 3, max(x(nt0) - x(t1), 3.0), 14, title))
     for b in backups:
         y = lane_y.get(b.timeline or 1, TOP) + 12

@@ -61,6 +61,20 @@ def cluster_page(request: Request, name: str) -> Response:
     return run_page(request, build)
 
 
+@router.get("/clusters/{name}/replication")
+def replication_part(request: Request, name: str) -> Response:
+    """Replication lag and slots, asked of the primary now: the part htmx loads into the
+    cluster page, or a page of its own (without JavaScript)."""
+
+    def build(who: Principal) -> Response:
+        c = services(request).catalog.cluster(name)
+        found = cluster_data.primary(c)
+        template = "_replication.html" if request.headers.get("HX-Request") else "replication.html"
+        return page(request, template, who=who, cluster=name, primary=found, title=name)
+
+    return run_page(request, build)
+
+
 @router.get("/clusters/{name}/backups/{backup_id}")
 def backup_page(request: Request, name: str, backup_id: str) -> Response:
     def build(who: Principal) -> Response:
