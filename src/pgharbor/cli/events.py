@@ -31,6 +31,7 @@ def events(
         change = f"{e.previous} -> {e.state}" if e.previous else e.state
         click.echo(
             f"{fmt_time(e.at)}  {e.cluster or '-'}  {e.source} {e.kind}  {change}: {e.message}"
+            + (f" (by {e.actor})" if e.actor else "")
         )
 
 

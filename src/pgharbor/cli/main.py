@@ -51,6 +51,7 @@ def _register() -> None:
         status,
         verification,
         wal,
+        web,
     )
 
     fleet.register(cli)
@@ -68,6 +69,7 @@ def _register() -> None:
     check.register(cli)
     events.register(cli)
     drill.register(cli)
+    web.register(cli)
 
 
 def _in_check(exc: click.ClickException) -> bool:

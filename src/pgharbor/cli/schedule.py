@@ -159,17 +159,39 @@ def _echo_job(j: JobView, as_json: bool) -> None:
 
 @click.command("serve")
 @click.option(
-    "--listen", default=serve.DEFAULT_LISTEN, show_default=True, help="HOST:PORT of /health."
+    "--listen",
+    default=serve.DEFAULT_LISTEN,
+    show_default=True,
+    help="HOST:PORT of the web server (/health, /metrics, /api/v1, the dashboard).",
 )
 @click.option("--node", help="This node's name (default: the host name).")
 @click.option("--max-jobs", type=int, help="Jobs this node runs at once (scheduler_max_jobs).")
+@click.option(
+    "--tls-cert", type=click.Path(), help="PEM certificate (chain) for https; with --tls-key."
+)
+@click.option("--tls-key", type=click.Path(), help="PEM private key of --tls-cert.")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
 @pass_app
 def serve_cmd(
-    app: AppContext, listen: str, node: str | None, max_jobs: int | None, verbose: bool
+    app: AppContext,
+    listen: str,
+    node: str | None,
+    max_jobs: int | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    verbose: bool,
 ) -> None:
-    """Run a scheduler node: schedules, jobs, /health (until SIGTERM)."""
-    rep = serve.run_node(app.svc, listen=listen, node=node, max_jobs=max_jobs, verbose=verbose)
+    """Run a scheduler node: schedules, jobs, the web API and dashboard, /health and
+    /metrics (until SIGTERM). Off loopback only with --tls-cert/--tls-key."""
+    rep = serve.run_node(
+        app.svc,
+        listen=listen,
+        node=node,
+        max_jobs=max_jobs,
+        verbose=verbose,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+    )
     back = f", {len(rep.handed_back)} handed back" if rep.handed_back else ""
     click.echo(
         f"node {rep.node} stopped: {rep.jobs_done} job(s) done, {rep.jobs_failed} failed{back}",

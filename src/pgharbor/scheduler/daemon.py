@@ -43,6 +43,7 @@ class NodeOptions:
     host: str = "127.0.0.1"
     port: int = 8420
     max_jobs: int | None = None  # None: scheduler_max_jobs
+    tls: health.Tls | None = None  # --tls-cert/--tls-key: https (required off loopback)
 
 
 @dataclass
@@ -112,7 +113,14 @@ class Node:
         self.repo.join(
             self.opts.name, socket.gethostname(), os.getpid(), __version__, stale, _alive
         )
-        server = health.start(self, self.opts.host, self.opts.port, self._registry())
+        server = health.start(
+            self,
+            self.opts.host,
+            self.opts.port,
+            self._registry(),
+            services=self.svc,
+            tls=self.opts.tls,
+        )
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._signal)
         renewer = threading.Thread(target=self._renew_loop, name="leases", daemon=True)
