@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from pgharbor.catalog.events import EventRepo
 from pgharbor.catalog.retention import RetentionRepo
 from pgharbor.services import jobs as job_service
+from pgharbor.services import retention
 from pgharbor.services import schedules as schedule_service
 from tests.fixtures import dashboard as d
 from tests.fixtures.web import PASSWORD, WebKit
@@ -37,6 +38,13 @@ def _csrf(html: str) -> str:
     return found.group(1)
 
 
+def _form_token(html: str, action: str) -> str:
+    """The CSRF token inside the form posting to ``action`` (as a browser submits it)."""
+    found = re.search(rf'<form[^>]*action="{re.escape(action)}"[^>]*>(.*?)</form>', html, re.S)
+    assert found, (action, html[:300])
+    return _csrf(found.group(1))
+
+
 def _sign_in(client: TestClient, name: str, password: str = PASSWORD) -> int:
     token = _csrf(client.get("/login").text)
     r = client.post(
@@ -54,6 +62,7 @@ def _world(web: WebKit) -> None:
     d.archive(cat, c1, t1, list(range(1, 6)), T0)
     d.add_backup(cat, c1, "b1", t1, T0 + timedelta(minutes=2))
     schedule_service.set_schedule(web.svc, None, "backup", "0 3 * * *")
+    retention.set_policy(web.svc, None, keep_last=1)
     web.user("olga", "operate")
     web.user("rita", "read")
 
@@ -133,7 +142,13 @@ def test_operate_forms(web: WebKit) -> None:
     _world(web)
     c = web.client
     assert _sign_in(c, "olga") == 303
-    token = _csrf(c.get("/clusters/c1").text)
+    token = _form_token(c.get("/clusters/c1").text, "/clusters/c1/trigger")
+    assert token == _csrf(c.get("/").text)  # every form of the session carries its token
+    assert (
+        _form_token(c.get("/clusters/c1/backups/b1").text, "/clusters/c1/backups/b1/hold") == token
+    )
+    assert _form_token(c.get("/schedules").text, "/schedules/pause") == token
+    assert _form_token(c.get("/clusters/c1/expire").text, "/clusters/c1/expire") == token
     r = c.post("/clusters/c1/trigger", data={"kind": "backup"}, follow_redirects=False)
     assert r.status_code == 403 and "CSRF" in r.text  # no token
     r = c.post(
