@@ -108,7 +108,6 @@ def test_operator_walkthrough(browser: Any, world: tuple[Harbor, ServeNode, str]
     t = page.locator("tr[data-cluster=c1] time").first
     assert t.get_attribute("title", timeout=5000).endswith("Z")
     assert t.get_attribute("data-local") == "1"
-    screenshot(page, "fleet")
 
     # the cluster page: the timeline picture; trigger a backup, follow its job
     page.click('tr[data-cluster="c1"] a[href="/clusters/c1"]')
@@ -140,7 +139,7 @@ def test_operator_walkthrough(browser: Any, world: tuple[Harbor, ServeNode, str]
     assert [b["id"] for b in h.json("backup", "list", "c1") if b["id"] == backup["id"]]
     assert "restore c1 --backup" in page.inner_text("#restore-command")
     assert page.locator("table#files tbody tr").count() > 10  # the manifest's files
-    screenshot(page, "backup")
+    screenshot(page, "backup", full=False)
     page.click("#release")
     page.wait_for_url(re.compile(r".*flash=released$"))
     assert page.inner_text("#hold") == "not held"
@@ -158,10 +157,11 @@ def test_operator_walkthrough(browser: Any, world: tuple[Harbor, ServeNode, str]
     assert verdict.startswith("keep"), verdict
     assert page.locator("#confirm-expire").count() == 1
     screenshot(page, "expire")
-    for name in ("targets", "schedules"):
+    for name in ("targets", "schedules", ""):
         page.goto(f"{base}/{name}")
-        screenshot(page, name)
-    assert page.locator('tr[data-schedule="default/verify"]').count() == 1
+        screenshot(page, name or "fleet")
+        if name == "schedules":
+            assert page.locator('tr[data-schedule="default/verify"]').count() == 1
 
     # sign out: back to the form; the old cookie opens nothing
     page.click("#sign-out")
