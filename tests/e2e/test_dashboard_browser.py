@@ -104,6 +104,8 @@ def test_operator_walkthrough(browser: Any, world: tuple[Harbor, ServeNode, str]
 
     wait_for("serve to record the checks of c1", checked, 120)
     assert page.locator("#who").inner_text() == "olga (operate)"
+    # the backlog: parsed from the text the real archive check recorded (nothing waits)
+    assert page.locator('tr[data-cluster="c1"] td.backlog').inner_text() == "0"
     # times: UTC in the title, the viewer's zone in the text (the script ran)
     t = page.locator("tr[data-cluster=c1] time").first
     assert t.get_attribute("title", timeout=5000).endswith("Z")
