@@ -74,13 +74,12 @@ def _set_enabled(
     if current is None:
         raise NotFound(
             f"no {kind} schedule for {shown}",
-            hint=f"pgharbor schedule set {kind} CRON"
-            + (f" --cluster {cluster}" if cluster else ""),
+            hint=f"pgharbor schedule set {cluster or '--default'} {kind} CRON",
         )
     if current.cron == schedules.OFF:
         raise UsageError(
             f"the {kind} schedule of {shown} is turned off, not paused",
-            hint="give it a cron with pgharbor schedule set",
+            hint=f"give it a cron: pgharbor schedule set {cluster or '--default'} {kind} CRON",
         )
     scope, cid = DEFAULT, None
     if cluster is not None:

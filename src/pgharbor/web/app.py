@@ -46,6 +46,7 @@ def create_app(ctx: WebContext) -> FastAPI:
         dependencies=[Depends(principal)],
     )
     app.include_router(api_router, prefix=API_PREFIX)
+    _install_openapi(app)
     pages = _pages_router()
     if pages is not None:
         app.include_router(pages)
@@ -68,6 +69,20 @@ def _pages_router() -> Any:
 
 def _openapi(request: Request) -> JSONResponse:
     return JSONResponse(request.app.openapi())
+
+
+def _install_openapi(app: FastAPI) -> None:
+    from pgharbor.web.openapi import document
+
+    cache: dict[str, Any] = {}
+
+    def openapi() -> dict[str, Any]:
+        if "doc" not in cache:
+            cache["doc"] = document(app, API_PREFIX)
+        doc: dict[str, Any] = cache["doc"]
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _health(request: Request) -> JSONResponse:
