@@ -57,7 +57,8 @@ def _sign_in(client: TestClient, name: str, password: str = PASSWORD) -> int:
 
 def _world(web: WebKit) -> None:
     cat = web.svc.catalog
-    t1 = cat.add_target("t1", "file:///nonexistent/t1").id
+    known = {t.name: t.id for t in cat.targets()}  # the web kit may have made t1
+    t1 = known.get("t1") or cat.add_target("t1", "file:///nonexistent/t1").id
     c1 = cat.cluster("c1").id
     d.archive(cat, c1, t1, list(range(1, 6)), T0)
     d.add_backup(cat, c1, "b1", t1, T0 + timedelta(minutes=2))
