@@ -7,7 +7,8 @@ a backup and watches its job page until the job is done, holds and releases the 
 backup, previews an expire (the dry run) and signs out. Then what must be refused is:
 a form posted without the CSRF token, a session that expired (its catalog row past its
 end) and a signed-out one, and a read-scope user (no action offered; posting one anyway
-is 403) — and none of these queued a job or changed a hold.
+is 403; her browser runs no JavaScript: every page still reads) — and none of these
+queued a job.
 
 ``PGHARBOR_SCREENSHOTS=docs pytest tests/e2e/test_dashboard_browser.py`` also saves the
 screenshots of docs/dashboard.md (docs/dashboard-*.png).
@@ -125,9 +126,18 @@ def test_operator_walkthrough(browser: Any, world: tuple[Harbor, ServeNode, str]
     screenshot(page, "job")
     (backup,) = [b for b in h.json("backup", "list", "c1") if b["status"] == "ok"]
 
-    # the cluster page again: the backup on the picture and in the table
+    # a drill of it, triggered and followed the same way; a named restore point
+    page.goto(f"{base}/clusters/c1")
+    page.click("#trigger-drill")
+    page.wait_for_url(re.compile(r".*/jobs/\d+\?flash=queued$"))
+    page.wait_for_selector('#job-status[data-state="done"]', timeout=WAIT_MS)
+    h.run("restore-point", "create", "c1", "before-upgrade")
+
+    # the cluster page again: backup, drill and restore point on the picture
     page.goto(f"{base}/clusters/c1")
     assert page.locator("svg#timeline rect.backup").count() == 1
+    assert page.locator("svg#timeline circle.drill-ok").count() == 1
+    assert page.locator("svg#timeline polygon.point").count() == 1
     assert page.locator("svg#timeline rect.window").count() >= 1
     page.wait_for_selector("#replication table#lag")  # htmx loaded it from the primary
     screenshot(page, "cluster")
@@ -146,8 +156,9 @@ def test_operator_walkthrough(browser: Any, world: tuple[Harbor, ServeNode, str]
     page.wait_for_url(re.compile(r".*flash=released$"))
     assert page.inner_text("#hold") == "not held"
     audit = [e for e in h.json("events", "c1") if e["source"] == "audit"]
-    assert [(e["kind"], e["actor"]) for e in audit][-3:] == [
+    assert [(e["kind"], e["actor"]) for e in audit][-4:] == [
         ("backup", "user olga"),
+        ("drill", "user olga"),
         ("hold", "user olga"),
         ("release", "user olga"),
     ], audit
@@ -164,6 +175,8 @@ def test_operator_walkthrough(browser: Any, world: tuple[Harbor, ServeNode, str]
         screenshot(page, name or "fleet")
         if name == "schedules":
             assert page.locator('tr[data-schedule="default/verify"]').count() == 1
+    proven = page.locator('tr[data-cluster="c1"] td').nth(6).inner_text()
+    assert proven != "never" and proven.startswith("20"), proven  # the drill's time
 
     # sign out: back to the form; the old cookie opens nothing
     page.click("#sign-out")
@@ -213,11 +226,17 @@ def test_refusals(browser: Any, world: tuple[Harbor, ServeNode, str]) -> None:
     assert _jobs(h) == jobs
     context.close()
 
-    # a read-scope user sees everything and can trigger nothing
-    context = browser.new_context()
+    # a read-scope user, in a browser without JavaScript: reads every page (UTC times,
+    # the replication section as a link), and can trigger nothing
+    context = browser.new_context(java_script_enabled=False)
     page = context.new_page()
     sign_in(page, base, *READER)
     page.wait_for_url(f"{base}/")
+    stamp = page.locator('tr[data-cluster="c1"] time').first
+    assert stamp.inner_text().endswith("Z") and stamp.get_attribute("data-local") is None
+    for path in ("/targets", "/schedules", "/jobs", "/clusters/c1/replication"):
+        page.goto(f"{base}{path}")
+        assert page.locator("main table").count() >= 1, path
     page.goto(f"{base}/clusters/c1")
     assert page.locator("svg#timeline").count() == 1
     assert page.locator("#trigger-backup").count() == 0
