@@ -108,3 +108,30 @@ def test_timeline_picture(tmp_path: Path) -> None:
     # time maps to x in order: the first backup starts left of the second
     b1, b2 = sorted(pic.of("backup"), key=lambda s: s.x)
     assert b1.title.startswith("backup a-b1") and b2.title.startswith("backup a-b2")
+
+
+def test_targets_page_probes_each_target_once_a_minute(tmp_path: Path) -> None:
+    from pgharbor.services import placements
+    from pgharbor.web.pages import ops_data
+
+    url = f"sqlite:///{tmp_path}/catalog.db"
+    cat = init_catalog(url)
+    (tmp_path / "t1").mkdir()
+    cat.add_target("t1", f"file://{tmp_path}/t1")
+    cat.add_target("t2", f"file://{tmp_path}/nowhere")
+    d.add_cluster(cat, "a", 1)
+    d.add_cluster(cat, "b", 2)
+    svc = Services(load_settings(catalog=url, env={"PGHARBOR_STATE_DIR": str(tmp_path / "s")}))
+    placements.add(svc, "a", "t1", 1)
+    placements.add(svc, "b", "t1", 1)
+    probes = ops_data.ProbeCache(ttl=3600)
+    rows = {r.target.name: r for r in ops_data.targets_page(svc, probes)}
+    t1, t2 = rows["t1"], rows["t2"]
+    assert (t1.clusters, t1.active_placements, t2.clusters) == (["a", "b"], 2, [])
+    assert t1.check is not None and t1.check.ok and t1.check.free_bytes
+    assert t1.free_pct is not None and 0 < t1.free_pct <= 100
+    assert t2.check is not None and not t2.check.ok  # its folder is not there
+    first = probes.found["t1"]
+    again = {r.target.name: r for r in ops_data.targets_page(svc, probes)}
+    assert probes.found["t1"] is first and again["t1"].check is t1.check  # cached
+    assert ops_data.targets_page(svc, ops_data.ProbeCache(ttl=0))[0].check is not t1.check
