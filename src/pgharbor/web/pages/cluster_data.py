@@ -164,8 +164,8 @@ def cluster_page(svc: Services, name: str) -> ClusterPage:
     that is down never slows this page)."""
     catalog = svc.catalog
     c = catalog.cluster(name)
-    st = cluster_status(svc, name)
-    files = catalog.wal_files(name)
+    files = catalog.wal_files(name)  # read once: the status and the picture
+    st = cluster_status(svc, name, files)
     bks = backup_service.list_backups(svc, name)
     places = catalog.placements(name)
     points = RestorePointRepo(catalog).for_cluster(c.id)  # known ones: no WAL scan here

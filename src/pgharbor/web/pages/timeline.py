@@ -18,7 +18,7 @@ from pgharbor.catalog.backups import Backup
 from pgharbor.catalog.drills import DrillRow
 from pgharbor.catalog.models import WalFile
 from pgharbor.domain.pitr import RestorePoint
-from pgharbor.domain.wal import WalKind, parse_name
+from pgharbor.domain.wal import segs_per_id
 from pgharbor.services.status import Window
 
 WIDTH = 960
@@ -66,16 +66,20 @@ def runs(
     """Per timeline, the runs of consecutive archived segments (first segno, last segno,
     first archived, last archived); segments of ``lost`` gaps are holes."""
     holes = {(t, n) for t, a, b in lost for n in range(a, b + 1)}
+    per_log = segs_per_id(segment_size)
     seen: dict[int, dict[int, datetime]] = {}
     for f in files:
-        wal = parse_name(f.name)
-        if wal.kind is not WalKind.SEGMENT:
+        name = f.name
+        if len(name) != 24:  # a history, backup label or partial file: no segment
             continue
-        n = wal.segno(segment_size)
+        try:  # the catalog's names are checked when recorded; parse_name per row is slow
+            tli, n = int(name[:8], 16), int(name[8:16], 16) * per_log + int(name[16:], 16)
+        except ValueError:
+            continue
         at = min((c.archived_at for c in f.copies if c.status == "ok"), default=None)
-        if at is None or (wal.timeline, n) in holes:
+        if at is None or (tli, n) in holes:
             continue
-        seen.setdefault(wal.timeline, {})[n] = at
+        seen.setdefault(tli, {})[n] = at
     out: dict[int, list[tuple[int, int, datetime, datetime]]] = {}
     for tli, have in sorted(seen.items()):
         found: list[tuple[int, int, datetime, datetime]] = []
