@@ -180,6 +180,18 @@ def test_operate_forms(web: WebKit) -> None:
     assert "held: audit 2026" in c.get("/clusters/c1/backups/b1").text
     c.post("/clusters/c1/backups/b1/release", data={"csrf_token": token})
     assert RetentionRepo(web.svc.catalog).holds(cid) == {}
+    r = c.post(  # with an end; a time without a zone is the CLI's error, as a page
+        "/clusters/c1/backups/b1/hold",
+        data={"reason": "x", "until": "2027-01-31 00:00", "csrf_token": token},
+    )
+    assert r.status_code == 400 and RetentionRepo(web.svc.catalog).holds(cid) == {}
+    c.post(
+        "/clusters/c1/backups/b1/hold",
+        data={"reason": "x", "until": "2027-01-31T00:00:00Z", "csrf_token": token},
+    )
+    until = RetentionRepo(web.svc.catalog).holds(cid)["b1"].until
+    assert until == datetime(2027, 1, 31, tzinfo=UTC)
+    c.post("/clusters/c1/backups/b1/release", data={"csrf_token": token})
     # the expire preview (a dry run), then its confirmation queues the job
     preview = c.get("/clusters/c1/expire").text
     assert 'data-backup="b1"' in preview and "Expire c1: preview (dry run)" in preview
