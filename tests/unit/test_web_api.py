@@ -191,6 +191,13 @@ def test_admin_manages_tokens_and_cluster_options(web: WebKit) -> None:
     assert web.client.delete("/api/v1/tokens/ci", headers=adm).status_code == 200
     assert web.client.get("/api/v1/clusters", headers=ci).status_code == 401
 
+    web.user("alice", "read")
+    assert [u["name"] for u in web.client.get("/api/v1/users", headers=adm).json()] == ["alice"]
+    assert "argon2" not in web.client.get("/api/v1/users", headers=adm).text
+    assert web.client.delete("/api/v1/users/alice", headers=adm).status_code == 200
+    assert web.client.get("/api/v1/users", headers=adm).json() == []
+    assert web.client.delete("/api/v1/users/alice", headers=adm).status_code == 404
+
     r = web.client.post("/api/v1/clusters/c1/options", headers=adm, json={"active": False})
     assert r.status_code == 200, r.text
     assert r.json()["cluster"]["active"] is False

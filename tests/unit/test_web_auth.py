@@ -260,6 +260,10 @@ def test_sign_in_rate_limit_per_user(web: WebKit) -> None:
     with pytest.raises(RateLimited, match="too many failed sign-ins of user 'alice'"):
         users.sign_in(web.svc, "alice", PASSWORD, "10.0.0.2", 60)
     assert ("user alice", "signin", "refused") in _audit(web)
+    for _ in range(20):  # more refusals: no more rows (one event per lock-out and window)
+        with pytest.raises(RateLimited):
+            users.sign_in(web.svc, "alice", PASSWORD, "10.0.0.3", 60)
+    assert _audit(web).count(("user alice", "signin", "refused")) == 1
 
 
 def test_sign_in_rate_limit_per_client(web: WebKit) -> None:

@@ -6,6 +6,7 @@ in a cookie: web/auth.py). Every sign-in, failed or not, is an audit event."""
 from __future__ import annotations
 
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -19,6 +20,21 @@ from pgharbor.services.context import Services
 from pgharbor.services.rules import check_name
 
 MIN_PASSWORD = 10
+_refusals: dict[str, datetime] = {}  # catalog + who -> its last logged refusal (this process)
+_refusals_lock = threading.Lock()
+
+
+def _first_refusal(key: str, at: datetime, window: timedelta) -> bool:
+    """Log one refusal per locked-out user or client and window, not one per attempt
+    (a refused attempt costs no password check: it must not cost a row either)."""
+    with _refusals_lock:
+        last = _refusals.get(key)
+        if last is not None and at - last < window:
+            return False
+        if len(_refusals) > 10_000:
+            _refusals.clear()
+        _refusals[key] = at
+        return True
 
 
 @dataclass(frozen=True)
@@ -89,13 +105,15 @@ def sign_in(svc: Services, name: str, password: str, client: str, ttl: float) ->
     by_user, by_client = repo.failures_since(at - window, name, client)
     if by_user >= s.web_signin_limit or by_client >= s.web_signin_limit:
         who = f"user {name!r}" if by_user >= s.web_signin_limit else f"client {client}"
-        audit(
-            svc,
-            f"user {name}",
-            "signin",
-            f"sign-in refused from {client}: too many failures of {who}",
-            state="refused",
-        )
+        if _first_refusal(f"{s.catalog} {who}", at, window):
+            audit(
+                svc,
+                f"user {name}",
+                "signin",
+                f"sign-in refused from {client}: too many failures of {who} (further "
+                "refusals in this window are not logged)",
+                state="refused",
+            )
         raise RateLimited(
             f"too many failed sign-ins of {who}: try again later",
             hint=f"attempts are counted over {s.web_signin_window:g} s",

@@ -68,11 +68,12 @@ command lines (`ps` shows them) and logs: read it from a file as above.
 |---|---|
 | `read` | every `GET`: the fleet's catalog, everything but secrets (no token, password or key is ever in an answer; URLs and DSNs are shown without credentials) |
 | `operate` | also the actions: queue a backup, verify, expire or drill; preview an expire; hold and release a backup; pause and resume a schedule |
-| `admin` | also the fleet changes: API tokens (list, create, revoke) and a cluster's options (active, required copies) |
+| `admin` | also the fleet changes: API tokens (list, create, revoke), dashboard users (list, remove) and a cluster's options (active, required copies) |
 
 Registering clusters and targets, placements, retention policies and schedules' crons stay
 on the CLI: they talk to database hosts and storage, which a request must not wait for.
-A user's role is its scope.
+A user's role is its scope; users are added and their passwords set only with the CLI
+(`pgharbor user add`, `user passwd`: from a prompt or standard input).
 
 ## Answers and errors
 

@@ -18,7 +18,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from pgharbor.errors import Forbidden, Unauthenticated
+from pgharbor.errors import ConfigError, Forbidden, Unauthenticated
 from pgharbor.services import access_tokens, users
 from pgharbor.services.users import Session
 from pgharbor.web.context import WebContext
@@ -47,6 +47,8 @@ def context(request: Request) -> WebContext:
 
 
 def _serializer(ctx: WebContext) -> URLSafeTimedSerializer:
+    if len(ctx.secret) < 32:  # a WebContext built without WebContext.build
+        raise ConfigError("the web app has no key to sign sessions with (web_secret_file)")
     return URLSafeTimedSerializer(ctx.secret, salt=_SALT)
 
 

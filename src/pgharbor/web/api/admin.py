@@ -1,4 +1,5 @@
-"""The API's admin routes: API tokens (list, create, revoke) and a cluster's options
+"""The API's admin routes: API tokens (list, create, revoke), dashboard users (list,
+remove: a password is set only on the CLI, from a prompt or stdin) and a cluster's options
 (active, required copies). Registering clusters and targets stays on the CLI (it talks to
 the database hosts and the storage, which a request must not wait for)."""
 
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from pgharbor.services import access_tokens, clusters
+from pgharbor.services import access_tokens, clusters, users
 from pgharbor.services.audit import audit
 from pgharbor.web.api.common import answer, svc
 from pgharbor.web.auth import Principal, require
@@ -41,6 +42,16 @@ def token_create(request: Request, body: TokenBody, who: Admin) -> JSONResponse:
 @router.delete("/tokens/{name}", summary="Revoke a token (refused from then on)")
 def token_revoke(request: Request, name: str, who: Admin) -> JSONResponse:
     return answer(access_tokens.revoke_token(svc(request), who, name))
+
+
+@router.get("/users", summary="Dashboard users and their roles (never a password hash)")
+def user_list(request: Request, _who: Admin) -> JSONResponse:
+    return answer(users.list_users(svc(request)))
+
+
+@router.delete("/users/{name}", summary="Remove a dashboard user (its sessions end)")
+def user_remove(request: Request, name: str, who: Admin) -> JSONResponse:
+    return answer(users.remove_user(svc(request), who, name))
 
 
 class ClusterOptions(BaseModel):
