@@ -231,3 +231,18 @@ def test_static_assets(web: WebKit) -> None:
     assert htmx.status_code == 200 and "Zero-Clause BSD" in htmx.text[:600]
     assert web.client.get("/static/pgharbor.css").status_code == 200
     assert 'querySelectorAll("time[datetime]")' in web.client.get("/static/pgharbor.js").text
+
+
+def test_the_sign_in_form_is_rate_limited(web: WebKit) -> None:
+    _world(web)
+    limit = web.svc.settings.web_signin_limit
+    codes = [_sign_in(web.client, "olga", "wrong") for _ in range(limit)]
+    assert codes == [401] * limit
+    token = _csrf(web.client.get("/login").text)
+    r = web.client.post(
+        "/login",
+        data={"name": "olga", "password": PASSWORD, "csrf_token": token, "next": "/"},
+        follow_redirects=False,
+    )  # the right password too, while the window lasts
+    assert r.status_code == 429 and "too many failed sign-ins" in r.text
+    assert "pgharbor_session" not in r.cookies
