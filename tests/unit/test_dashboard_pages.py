@@ -94,6 +94,9 @@ def test_sign_in_form(web: WebKit) -> None:
     page = c.get("/")
     assert page.status_code == 200 and 'data-cluster="c1"' in page.text
     assert "olga (operate)" in page.text
+    assert 'data-cluster="c1"' in c.get("/?state=UNCHECKED").text  # no check recorded yet
+    only_ok = c.get("/?state=OK").text
+    assert 'data-cluster="c1"' not in only_ok and "No cluster in state OK." in only_ok
     # an off-site "next" never leaves the site
     token = _csrf(c.get("/login").text)
     r = c.post(

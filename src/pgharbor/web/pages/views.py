@@ -44,10 +44,15 @@ def probes(request: Request) -> ops_data.ProbeCache:
 
 
 @router.get("/")
-def fleet_page(request: Request) -> Response:
+def fleet_page(request: Request, state: str = "") -> Response:
+    """Every cluster; ``?state=CRITICAL`` (etc.): only the clusters in that state."""
+
     def build(who: Principal) -> Response:
         data = fleet_data.fleet(services(request).catalog)
-        return page(request, "fleet.html", who=who, fleet=data, title="Fleet")
+        shown = [r for r in data.rows if r.state == state] if state else data.rows
+        return page(
+            request, "fleet.html", who=who, fleet=data, rows=shown, only=state, title="Fleet"
+        )
 
     return run_page(request, build)
 
