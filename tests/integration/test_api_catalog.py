@@ -46,3 +46,17 @@ def test_web_auth_on_both_catalogs(tmp_path: Path, catalog_url: str) -> None:  #
     assert ("hold", "ok") in kinds and ("backup", "ok") in kinds
     assert ("signin", "failed") in kinds and ("signin", "refused") in kinds
     assert kinds[-1] == ("user_remove", "ok")
+
+
+def test_an_unreachable_catalog_is_503_with_the_cli_code(tmp_path: Path) -> None:
+    from pgharbor.errors import CatalogUnavailable
+    from pgharbor.services.context import Services
+    from tests.fixtures.postgres import allocate_port
+
+    kit = build_kit(tmp_path)
+    token = kit.token("read")
+    away = f"postgresql://postgres@127.0.0.1:{allocate_port()}/nothing"  # nothing listens
+    kit.ctx.services = Services(kit.svc.settings.replace(catalog=away, catalog_timeout=2.0))
+    r = kit.client.get("/api/v1/clusters", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 503, r.text
+    assert r.json()["code"] == CatalogUnavailable.code

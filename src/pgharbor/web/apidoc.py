@@ -23,7 +23,8 @@ services the CLI calls: each answer is what the matching command prints with `--
 
 ## Credentials
 
-Nothing is anonymous but `GET /health` (and `GET /metrics`, see below). A request carries
+No route of the API is anonymous; of the whole server only `GET /health`, `GET /metrics`
+(see below), the dashboard's sign-in page and its static files are. A request carries
 either an **API token** or a **dashboard session**:
 
 - `Authorization: Bearer TOKEN`, a token made with `pgharbor token create`. The catalog
@@ -98,6 +99,9 @@ message and exit code the CLI gives for the same failure, and the HTTP status:
 `GET /api/v1/checks/{service}/{cluster}` answers 200 with the document of
 `pgharbor check SERVICE CLUSTER --json` (its `state` says OK to UNKNOWN); it does not record
 the check's state (the serve node does that every `events_interval`).
+`GET /api/v1/checks/{service}` probes every active cluster, as `pgharbor check --all` does:
+on a large fleet, prefer one cluster at a time, `/metrics`, or the recorded states in
+`GET /api/v1/events`.
 
 ## TLS, and /metrics
 
