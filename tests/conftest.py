@@ -6,4 +6,5 @@ pytest_plugins: list[str] = [
     "tests.fixtures.s3server",
     "tests.fixtures.sshd",
     "tests.fixtures.web",
+    "tests.fixtures.browser",
 ]

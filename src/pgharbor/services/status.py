@@ -133,7 +133,9 @@ def windows(
     return out
 
 
-def cluster_status(svc: Services, name: str) -> ClusterStatus:
+def cluster_status(svc: Services, name: str, files: list[WalFile] | None = None) -> ClusterStatus:
+    """``files``: the cluster's WAL rows when the caller already read them (the
+    dashboard's cluster page draws them too), else read here."""
     catalog = svc.catalog
     cluster = catalog.cluster(name)
     places = catalog.placements(name)
@@ -143,7 +145,8 @@ def cluster_status(svc: Services, name: str) -> ClusterStatus:
         cluster.required_copies,
         [p.target for p in places if p.active],
     )
-    files = catalog.wal_files(name)
+    if files is None:
+        files = catalog.wal_files(name)
     st.files = len(files)
     st.missing_copies = sum(bool(f.missing) for f in files)
     copies = [(c.archived_at, f.name) for f in files for c in f.copies if c.status == "ok"]
