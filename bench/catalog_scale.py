@@ -24,12 +24,8 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +34,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cluster import Server
-from scheduler_scale import cleanup, pct, say, setup, ticker, write_results
+from common import as_postgres, work_folder
+from scheduler_scale import catalog_server, cleanup, pct, say, setup, ticker, write_results
 
 BACKUPS = 12  # per cluster
 HELD = 2  # the second oldest backup of each cluster is held
@@ -220,21 +217,11 @@ def main() -> int:
     ap.add_argument("--poll", type=float, default=3, help="seconds between their ticks")
     ap.add_argument("--out", default=str(Path(__file__).parent / "out" / "catalog.json"))
     args = ap.parse_args()
-    if os.geteuid() == 0:
-        base = tempfile.mkdtemp(prefix="pgharbor-catbench-")
-        shutil.chown(base, "postgres", "postgres")
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        shutil.chown(Path(args.out).parent, "postgres", "postgres")
-        cmd = ["runuser", "-u", "postgres", "--", sys.executable, __file__, *sys.argv[1:]]
-        return subprocess.call(cmd, env={**os.environ, "SCHEDBENCH_BASE": base})
-    base = Path(os.environ.get("SCHEDBENCH_BASE") or tempfile.mkdtemp(prefix="pgharbor-catbench-"))
-    srv = Server(base / "catalog", base)
-    srv.initdb()
-    srv.own_settings()
-    srv.configure(
-        {"fsync": "off", "shared_buffers": "256MB", "max_connections": 50, "listen_addresses": ""}
-    )
-    srv.start()
+    rerun = as_postgres(__file__, sys.argv[1:], args.out, "pgharbor-catbench-")
+    if rerun is not None:
+        return rerun
+    base = work_folder("pgharbor-catbench-")
+    srv = catalog_server(base)
     out: dict[str, Any] = {"clusters": args.clusters, "wal_rows": args.wal}
     try:
         srv.sql("CREATE DATABASE pgharbor")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -24,6 +25,32 @@ _T0 = time.monotonic()
 def say(text: str) -> None:
     """One progress line on stderr, with the seconds since the start."""
     print(f"[{time.monotonic() - _T0:7.1f}s] {text}", file=sys.stderr, flush=True)
+
+
+BASE_ENV = "PGHARBOR_BENCH_BASE"  # the work folder a root start made for the re-run
+
+
+def as_postgres(
+    script: str, argv: Sequence[str], out: str | os.PathLike[str], prefix: str
+) -> int | None:
+    """Started as root: re-run ``script`` as ``postgres`` (the server's OS user) in ``/``,
+    with ``--out`` made absolute and a work folder it owns (``work_folder``); its exit
+    status. None when not root: the caller goes on."""
+    if os.geteuid() != 0:
+        return None
+    base = tempfile.mkdtemp(prefix=prefix)
+    shutil.chown(base, "postgres", "postgres")
+    result = Path(out).resolve()
+    result.parent.mkdir(parents=True, exist_ok=True)
+    shutil.chown(result.parent, "postgres", "postgres")
+    script = os.path.abspath(script)
+    cmd = ["runuser", "-u", "postgres", "--", sys.executable, script, *argv, "--out", str(result)]
+    return subprocess.call(cmd, cwd="/", env={**os.environ, BASE_ENV: base})
+
+
+def work_folder(prefix: str) -> Path:
+    """The work folder: the one a root start made (``as_postgres``), or a new one."""
+    return Path(os.environ.get(BASE_ENV) or tempfile.mkdtemp(prefix=prefix))
 
 
 class BenchError(RuntimeError):

@@ -19,14 +19,10 @@ Usage (as root: re-runs itself as postgres), from the repository:
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import shutil
 import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -36,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from catalog_scale import Capture, add_backups
 from cluster import Server
-from scheduler_scale import cleanup, pct, say, setup, write_results
+from common import as_postgres, work_folder
+from scheduler_scale import catalog_server, cleanup, pct, say, setup, write_results
 
 SERVICES = (
     "archive",
@@ -206,21 +203,11 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=9, help="timed requests per page")
     ap.add_argument("--out", default=str(Path(__file__).parent / "out" / "dashboard.json"))
     args = ap.parse_args()
-    if os.geteuid() == 0:
-        base = tempfile.mkdtemp(prefix="pgharbor-dashbench-")
-        shutil.chown(base, "postgres", "postgres")
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        shutil.chown(Path(args.out).parent, "postgres", "postgres")
-        cmd = ["runuser", "-u", "postgres", "--", sys.executable, __file__, *sys.argv[1:]]
-        return subprocess.call(cmd, env={**os.environ, "SCHEDBENCH_BASE": base})
-    base = Path(os.environ.get("SCHEDBENCH_BASE") or tempfile.mkdtemp(prefix="pgharbor-dashbench-"))
-    srv = Server(base / "catalog", base)
-    srv.initdb()
-    srv.own_settings()
-    srv.configure(
-        {"fsync": "off", "shared_buffers": "256MB", "max_connections": 50, "listen_addresses": ""}
-    )
-    srv.start()
+    rerun = as_postgres(__file__, sys.argv[1:], args.out, "pgharbor-dashbench-")
+    if rerun is not None:
+        return rerun
+    base = work_folder("pgharbor-dashbench-")
+    srv = catalog_server(base)
     out: dict[str, Any] = {"clusters": args.clusters, "wal_rows": args.wal}
     try:
         srv.sql("CREATE DATABASE pgharbor")

@@ -27,9 +27,7 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -39,7 +37,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from cluster import PRIMARY_SETTINGS, Server  # noqa: E402
-from common import BenchError, Timed, run, run_timed, say  # noqa: E402
+from common import BenchError, Timed, as_postgres, run, run_timed, say, work_folder  # noqa: E402
 from tools import DEBIAN_PGBACKREST, PgBackRest, Pgharbor  # noqa: E402
 
 PYTHON = REPO / ".venv" / "bin" / "python"
@@ -265,15 +263,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("--out", type=Path, default=HERE / "out" / "delta.json")
     p.add_argument("--keep", action="store_true", help="keep the work folder")
     args = p.parse_args(argv)
-    if os.geteuid() == 0:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.chown(args.out.parent, "postgres")
-        out = ["--out", str(args.out.resolve())]  # the re-run starts in /
-        cmd = ["runuser", "-u", "postgres", "--", str(PYTHON), __file__, *argv, *out]
-        return subprocess.call(cmd, cwd="/")
+    rerun = as_postgres(__file__, argv, args.out, "pgharbor-delta-")
+    if rerun is not None:
+        return rerun
     if not os.access(args.pgbackrest, os.X_OK):
         raise SystemExit(f"no pgBackRest at {args.pgbackrest} (--pgbackrest EXE)")
-    work = Path(tempfile.mkdtemp(prefix="pgharbor-delta-"))
+    work = work_folder("pgharbor-delta-")
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     os.environ["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
     server = Server(work / "pg" / "data", work / "pg")

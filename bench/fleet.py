@@ -30,7 +30,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from cluster import PRIMARY_SETTINGS, Server  # noqa: E402
-from common import run, run_timed, say  # noqa: E402
+from common import as_postgres, run, run_timed, say, work_folder  # noqa: E402
 
 PYTHON = REPO / ".venv" / "bin" / "python"
 PACK_SIZE = 16 * 1024 * 1024
@@ -202,12 +201,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--out", type=Path, default=HERE / "out" / "fleet.json")
     p.add_argument("--keep", action="store_true")
     args = p.parse_args(argv)
-    if os.geteuid() == 0:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.chown(args.out.parent, "postgres")
-        cmd = ["runuser", "-u", "postgres", "--", str(PYTHON), __file__, *argv]
-        return subprocess.call(cmd, cwd="/")
-    work = Path(tempfile.mkdtemp(prefix="pgharbor-fleet-"))
+    rerun = as_postgres(__file__, argv, args.out, "pgharbor-fleet-")
+    if rerun is not None:
+        return rerun
+    work = work_folder("pgharbor-fleet-")
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     os.environ["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
     server = Server(work / "pg" / "data", work / "pg")

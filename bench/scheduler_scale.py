@@ -20,9 +20,7 @@ import multiprocessing as mp
 import os
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -31,6 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cluster import Server
+from common import as_postgres, work_folder
 
 SCHEDULES = {"backup": "0 */2 * * *", "verify": "*/5 * * * *", "drill": "* * * * *"}
 
@@ -131,6 +130,18 @@ def write_results(out: dict[str, Any], path: str) -> None:
     print(json.dumps(out, indent=2))
 
 
+def catalog_server(base: Path) -> Server:
+    """A throwaway PostgreSQL server for the catalog, on a Unix socket only."""
+    srv = Server(base / "catalog", base)
+    srv.initdb()
+    srv.own_settings()
+    srv.configure(
+        {"fsync": "off", "shared_buffers": "256MB", "max_connections": 50, "listen_addresses": ""}
+    )
+    srv.start()
+    return srv
+
+
 def cleanup(srv: Server, base: Path) -> None:
     srv.stop("immediate")
     if not os.environ.get("SCHEDBENCH_KEEP"):
@@ -146,23 +157,11 @@ def main() -> int:
     ap.add_argument("--nodes", type=int, default=3)
     ap.add_argument("--out", default=str(Path(__file__).parent / "out" / "scheduler.json"))
     args = ap.parse_args()
-    if os.geteuid() == 0:
-        base = tempfile.mkdtemp(prefix="pgharbor-schedbench-")
-        shutil.chown(base, "postgres", "postgres")
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        shutil.chown(Path(args.out).parent, "postgres", "postgres")
-        cmd = ["runuser", "-u", "postgres", "--", sys.executable, __file__, *sys.argv[1:]]
-        return subprocess.call(cmd, env={**os.environ, "SCHEDBENCH_BASE": base})
-    base = Path(
-        os.environ.get("SCHEDBENCH_BASE") or tempfile.mkdtemp(prefix="pgharbor-schedbench-")
-    )
-    srv = Server(base / "catalog", base)
-    srv.initdb()
-    srv.own_settings()
-    srv.configure(
-        {"fsync": "off", "shared_buffers": "256MB", "max_connections": 50, "listen_addresses": ""}
-    )
-    srv.start()
+    rerun = as_postgres(__file__, sys.argv[1:], args.out, "pgharbor-schedbench-")
+    if rerun is not None:
+        return rerun
+    base = work_folder("pgharbor-schedbench-")
+    srv = catalog_server(base)
     out: dict[str, Any] = {"clusters": args.clusters, "wal_rows": args.wal, "nodes": args.nodes}
     try:
         srv.sql("CREATE DATABASE pgharbor")
