@@ -5,6 +5,7 @@ has to make a stolen catalog useless, not slow a guesser down). The SHA-256 of a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 from argon2 import PasswordHasher
@@ -25,8 +26,11 @@ def verify_password(stored: str, password: str) -> bool:
         return False
 
 
-# a hash to verify against when the user does not exist: the same time either way
-DUMMY_PASSWORD_HASH = _PASSWORDS.hash("no such user: the answer takes as long")
+@functools.cache
+def dummy_password_hash() -> str:
+    """A hash to verify against when the user does not exist (the same time either way);
+    made on first use, not at import: every command imports this module (~140 ms)."""
+    return _PASSWORDS.hash("no such user: the answer takes as long")
 
 
 def hash_token(token: str) -> str:
